@@ -1,0 +1,199 @@
+"""The `graphtrain` command: one subcommand per stage, plus `run` and `demo`.
+
+Every subcommand is a thin layer over the stage function of the same name.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from graphtrain.errors import GraphtrainError
+
+
+def _fanouts(text: str) -> tuple[int, ...]:
+    return tuple(int(x) for x in text.split(","))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="graphtrain", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("demo", help="whole pipeline on generated data, then serve and query it")
+    p.add_argument("--workdir", help="where to write (default: a new temporary directory)")
+    p.add_argument("--epochs", type=int, default=5)
+
+    p = sub.add_parser("run", help="ingest -> partition -> train -> export -> evaluate")
+    p.add_argument("--input", action="append", required=True, help="logs URI (repeatable)")
+    p.add_argument("--source-domain", required=True)
+    p.add_argument("--target-domain", required=True)
+    p.add_argument("--workdir", required=True)
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--epochs", type=int, default=5)
+    p.add_argument("--num-parts", type=int, default=1)
+    p.add_argument("--cold-start-fraction", type=float, default=0.2)
+    p.add_argument("--batch-size", type=int, default=1024)
+    p.add_argument("--fanouts", type=_fanouts, default=(10, 10), help="per layer, e.g. 10,10")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--gpu", action="store_true")
+
+    p = sub.add_parser("ingest", help="logs -> dataset artifact (Ray Data)")
+    p.add_argument("--input", action="append", required=True)
+    p.add_argument("--output", required=True)
+    p.add_argument("--domain", help="domain of every row, when the logs have no domain column")
+    p.add_argument("--source-domain")
+    p.add_argument("--target-domain")
+    p.add_argument("--cold-start-fraction", type=float, default=0.2)
+    p.add_argument("--split", choices=("leave-one-out", "column"), default="leave-one-out")
+    p.add_argument("--strict", action="store_true", help="fail on any bad row instead of quarantining it")
+    p.add_argument("--seed", type=int, default=0)
+
+    p = sub.add_parser("partition", help="dataset -> DGL partitions")
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--output", required=True)
+    p.add_argument("--num-parts", type=int, default=1)
+    p.add_argument("--method", choices=("metis", "random"), default="metis")
+
+    p = sub.add_parser("train", help="Ray Train over DGL graph servers")
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--partitions", required=True)
+    p.add_argument("--output", required=True)
+    p.add_argument("--source-domain", required=True)
+    p.add_argument("--target-domain", required=True)
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--epochs", type=int, default=5)
+    p.add_argument("--batch-size", type=int, default=1024)
+    p.add_argument("--fanouts", type=_fanouts, default=(10, 10))
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--gpu", action="store_true")
+
+    p = sub.add_parser("export", help="checkpoint -> model artifact")
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--checkpoint", required=True, help="a checkpoint directory or the checkpoints root")
+    p.add_argument("--output", required=True)
+
+    p = sub.add_parser("evaluate", help="model artifact -> report.json")
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--model", required=True)
+    p.add_argument("--output", required=True)
+
+    p = sub.add_parser("serve", help="Ray Serve HTTP endpoint for a model artifact")
+    p.add_argument("--model", required=True)
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    return parser
+
+
+def dispatch(args: argparse.Namespace) -> None:
+    from graphtrain import config as cfg
+
+    if args.command == "demo":
+        from graphtrain.pipeline import demo
+
+        demo(args.workdir, epochs=args.epochs)
+    elif args.command == "run":
+        from graphtrain.pipeline import run
+
+        run(
+            cfg.RunConfig(
+                inputs=args.input,
+                source_domain=args.source_domain,
+                target_domain=args.target_domain,
+                workdir=args.workdir,
+                workers=args.workers,
+                epochs=args.epochs,
+                num_parts=args.num_parts,
+                cold_start_fraction=args.cold_start_fraction,
+                batch_size=args.batch_size,
+                fanouts=args.fanouts,
+                seed=args.seed,
+                gpu=args.gpu,
+            )
+        )
+    elif args.command == "ingest":
+        from graphtrain.data.ingest import format_summary, ingest
+
+        meta = ingest(
+            cfg.IngestConfig(
+                inputs=args.input,
+                output=args.output,
+                domain=args.domain,
+                source_domain=args.source_domain,
+                target_domain=args.target_domain,
+                cold_start_fraction=args.cold_start_fraction,
+                split=args.split,
+                strict=args.strict,
+                seed=args.seed,
+            )
+        )
+        print(format_summary(meta))
+    elif args.command == "partition":
+        from graphtrain.graph.partition import partition
+
+        print(json.dumps(partition(cfg.PartitionConfig(args.dataset, args.output, args.num_parts, args.method))))
+    elif args.command == "train":
+        from graphtrain.train.trainer import train
+
+        result = train(
+            cfg.TrainConfig(
+                dataset=args.dataset,
+                partitions=args.partitions,
+                output=args.output,
+                source_domain=args.source_domain,
+                target_domain=args.target_domain,
+                workers=args.workers,
+                epochs=args.epochs,
+                batch_size=args.batch_size,
+                fanouts=args.fanouts,
+                seed=args.seed,
+                gpu=args.gpu,
+            )
+        )
+        print(json.dumps(result, indent=2, default=str))
+    elif args.command == "export":
+        from graphtrain.models.export import export
+
+        manifest = export(args.dataset, args.checkpoint, args.output)
+        print(f"model {manifest['version']} (epoch {manifest['epoch']}) written to {args.output}")
+    elif args.command == "evaluate":
+        from graphtrain.eval.evaluate import evaluate, format_table
+
+        print(format_table(evaluate(cfg.EvalConfig(dataset=args.dataset, model=args.model, output=args.output))))
+    elif args.command == "serve":
+        _serve(cfg.ServeConfig(model=args.model, host=args.host, port=args.port))
+
+
+def _serve(config) -> None:
+    import time
+
+    from graphtrain.serve import app
+
+    url = app.start(config)
+    print(f"serving {config.model} at {url} (Ctrl-C to stop)", flush=True)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        app.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        dispatch(args)
+    except GraphtrainError as exc:
+        print(f"graphtrain {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        import ray
+
+        if ray.is_initialized():
+            ray.shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,190 @@
+"""Typed, validated configs: one per stage.
+
+Each config validates itself on construction and raises :class:`ConfigError` naming
+the field, the value and the fix. Configs are plain dataclasses so they pickle to
+Ray workers unchanged.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass, field
+from typing import Optional, Sequence
+
+from graphtrain.errors import ConfigError
+
+DOMAIN_NAME = re.compile(r"^[A-Za-z0-9_\-]+$")
+
+
+def _positive(name: str, value: int | float) -> None:
+    if not value > 0:
+        raise ConfigError(name, value, "must be > 0")
+
+
+def _fraction(name: str, value: float, *, upper_open: bool = True) -> None:
+    ok = 0.0 <= value < 1.0 if upper_open else 0.0 <= value <= 1.0
+    if not ok:
+        raise ConfigError(name, value, "must be a fraction in [0, 1)")
+
+
+def check_domain(name: str, value: str) -> None:
+    if not isinstance(value, str) or not DOMAIN_NAME.match(value):
+        raise ConfigError(name, value, "domain names use letters, digits, '_' and '-' only")
+
+
+@dataclass(frozen=True)
+class IngestConfig:
+    """Read interaction logs, validate, normalise, split and write a dataset artifact."""
+
+    inputs: Sequence[str]
+    output: str
+    source_domain: Optional[str] = None
+    target_domain: Optional[str] = None
+    domain: Optional[str] = None  # stands in for a missing `domain` column
+    strict: bool = False
+    split: str = "leave-one-out"  # or "column" (honour the `split` column only)
+    cold_start_fraction: float = 0.2
+    seed: int = 0
+
+    def __post_init__(self):
+        if isinstance(self.inputs, str) or not self.inputs:
+            raise ConfigError("inputs", self.inputs, "give a list of one or more URIs")
+        object.__setattr__(self, "inputs", tuple(self.inputs))
+        for name in ("source_domain", "target_domain", "domain"):
+            value = getattr(self, name)
+            if value is not None:
+                check_domain(name, value)
+        if (self.source_domain is None) != (self.target_domain is None):
+            raise ConfigError(
+                "target_domain", self.target_domain, "set both source_domain and target_domain, or neither"
+            )
+        if self.source_domain is not None and self.source_domain == self.target_domain:
+            raise ConfigError("target_domain", self.target_domain, "must differ from source_domain")
+        if self.split not in ("leave-one-out", "column"):
+            raise ConfigError("split", self.split, "use 'leave-one-out' or 'column'")
+        _fraction("cold_start_fraction", self.cold_start_fraction)
+
+
+@dataclass(frozen=True)
+class PartitionConfig:
+    dataset: str
+    output: str
+    num_parts: int = 1
+    method: str = "metis"
+
+    def __post_init__(self):
+        _positive("num_parts", self.num_parts)
+        if self.method not in ("metis", "random"):
+            raise ConfigError("method", self.method, "use 'metis' or 'random'")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The migration GNN (DESIGN.md "Transfer learning").
+
+    ``lightgcn=True`` is the special case W = I, sigma = identity.
+    """
+
+    embedding_dim: int = 64
+    num_layers: int = 2
+    lightgcn: bool = False
+    transfer: bool = True
+    transfer_hidden: int = 128
+
+    def __post_init__(self):
+        _positive("embedding_dim", self.embedding_dim)
+        _positive("num_layers", self.num_layers)
+        _positive("transfer_hidden", self.transfer_hidden)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    dataset: str
+    partitions: str
+    output: str
+    source_domain: str
+    target_domain: str
+    model: ModelConfig = field(default_factory=ModelConfig)
+    workers: int = 2
+    epochs: int = 5
+    batch_size: int = 1024
+    fanouts: tuple[int, ...] = (10, 10)
+    num_negatives: int = 1
+    learning_rate: float = 0.01
+    weight_decay: float = 1e-6
+    transfer_loss_weight: float = 1.0
+    gpu: bool = False
+    seed: int = 0
+
+    def __post_init__(self):
+        check_domain("source_domain", self.source_domain)
+        check_domain("target_domain", self.target_domain)
+        for name in ("workers", "epochs", "batch_size", "num_negatives", "learning_rate"):
+            _positive(name, getattr(self, name))
+        object.__setattr__(self, "fanouts", tuple(int(f) for f in self.fanouts))
+        if len(self.fanouts) != self.model.num_layers:
+            raise ConfigError(
+                "fanouts", self.fanouts, f"give one fanout per GNN layer ({self.model.num_layers} layers)"
+            )
+        if any(f <= 0 for f in self.fanouts):
+            raise ConfigError("fanouts", self.fanouts, "every fanout must be > 0")
+        if self.weight_decay < 0:
+            raise ConfigError("weight_decay", self.weight_decay, "must be >= 0")
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    dataset: str
+    model: str
+    output: str
+    ks: tuple[int, ...] = (10, 20)
+
+    def __post_init__(self):
+        if not self.ks or any(k <= 0 for k in self.ks):
+            raise ConfigError("ks", self.ks, "give positive cut-offs, e.g. (10, 20)")
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    model: str
+    host: str = "127.0.0.1"
+    port: int = 8000
+    max_k: int = 1000
+
+    def __post_init__(self):
+        if not 0 < self.port < 65536:
+            raise ConfigError("port", self.port, "use a TCP port in 1..65535")
+        _positive("max_k", self.max_k)
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """`graphtrain run`: ingest -> partition -> train -> export -> evaluate in one workdir."""
+
+    inputs: Sequence[str]
+    source_domain: str
+    target_domain: str
+    workdir: str
+    workers: int = 2
+    epochs: int = 5
+    num_parts: int = 1
+    partition_method: str = "metis"
+    cold_start_fraction: float = 0.2
+    seed: int = 0
+    gpu: bool = False
+    model: ModelConfig = field(default_factory=ModelConfig)
+    batch_size: int = 1024
+    fanouts: tuple[int, ...] = (10, 10)
+
+    def __post_init__(self):
+        check_domain("source_domain", self.source_domain)
+        check_domain("target_domain", self.target_domain)
+        if self.source_domain == self.target_domain:
+            raise ConfigError("target_domain", self.target_domain, "must differ from source_domain")
+        _positive("workers", self.workers)
+        _positive("epochs", self.epochs)
+        _positive("num_parts", self.num_parts)

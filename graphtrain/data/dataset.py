@@ -1,0 +1,74 @@
+"""Reading a committed dataset artifact (written by ``graphtrain ingest``).
+
+Layout::
+
+    dataset/
+      edges.parquet    user_idx, item_idx, domain, timestamp, weight, split
+      users.parquet    user_id, user_idx            (users are shared across domains)
+      items.parquet    domain, item_id, item_idx    (item_idx is contiguous per domain)
+      quarantine.parquet  rows that broke the contract, with their reason
+      meta.json        counts per domain/split/reason and the protocol
+      _SUCCESS
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from functools import cached_property
+
+import numpy as np
+import pandas as pd
+
+from graphtrain import storage
+
+EDGES = "edges.parquet"
+USERS = "users.parquet"
+ITEMS = "items.parquet"
+QUARANTINE = "quarantine.parquet"
+META = "meta.json"
+
+
+@dataclass
+class Dataset:
+    """A loaded dataset artifact. Indices are the ones the model and graph use."""
+
+    edges: pd.DataFrame
+    users: pd.DataFrame
+    items: pd.DataFrame
+    meta: dict
+
+    @classmethod
+    def load(cls, uri: str) -> "Dataset":
+        storage.require_artifact(uri, "ingest")
+        root = storage.materialize(uri)
+        edges = pd.read_parquet(os.path.join(root, EDGES))
+        edges["domain"] = edges["domain"].astype(str)
+        return cls(
+            edges=edges,
+            users=pd.read_parquet(os.path.join(root, USERS)),
+            items=pd.read_parquet(os.path.join(root, ITEMS)),
+            meta=storage.read_json(os.path.join(root, META)),
+        )
+
+    @property
+    def domains(self) -> list[str]:
+        return list(self.meta["domains"])
+
+    @property
+    def num_users(self) -> int:
+        return int(self.meta["num_users"])
+
+    def num_items(self, domain: str) -> int:
+        return int(self.meta["num_items"][domain])
+
+    @cached_property
+    def num_nodes(self) -> dict[str, int]:
+        from graphtrain.graph.names import USER, item_type
+
+        return {USER: self.num_users, **{item_type(d): self.num_items(d) for d in self.domains}}
+
+    def split_edges(self, split: str, domain: str) -> tuple[np.ndarray, np.ndarray]:
+        """(user_idx, item_idx) of one split in one domain."""
+        rows = self.edges[(self.edges["split"] == split) & (self.edges["domain"] == domain)]
+        return rows["user_idx"].to_numpy(np.int64), rows["item_idx"].to_numpy(np.int64)

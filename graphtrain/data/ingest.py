@@ -1,0 +1,195 @@
+"""`graphtrain ingest`: interaction logs -> dataset artifact, with Ray Data.
+
+Ray Data reads every input file in parallel and validates each batch in the
+workers (:func:`graphtrain.data.schema.validate_batch`). The driver then builds the
+id maps, dedupes, splits and writes the artifact atomically (``storage``).
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from functools import partial
+
+import numpy as np
+import pandas as pd
+import pyarrow.fs as pafs
+
+from graphtrain import storage
+from graphtrain.config import IngestConfig
+from graphtrain.data import dataset as layout
+from graphtrain.data import schema, splits
+from graphtrain.errors import DataContractError
+
+FORMATS = {
+    ".parquet": "parquet",
+    ".csv": "csv",
+    ".csv.gz": "csv",
+    ".json": "json",
+    ".jsonl": "json",
+    ".jsonl.gz": "json",
+    ".json.gz": "json",
+}
+
+
+def _format_of(path: str) -> str | None:
+    name = path.lower()
+    for suffix in sorted(FORMATS, key=len, reverse=True):
+        if name.endswith(suffix):
+            return FORMATS[suffix]
+    return None
+
+
+def expand_inputs(uris: tuple[str, ...]) -> dict[str, list[str]]:
+    """Group the input files by format; directories are searched recursively."""
+    by_format: dict[str, list[str]] = {}
+    for uri in uris:
+        fs, path = storage.filesystem(uri)
+        info = fs.get_file_info(path)
+        if info.type == pafs.FileType.NotFound:
+            raise DataContractError(f"input {uri!r} does not exist")
+        if info.type == pafs.FileType.Directory:
+            files = [
+                f.path
+                for f in fs.get_file_info(pafs.FileSelector(path, recursive=True))
+                if f.type == pafs.FileType.File and not os.path.basename(f.path).startswith((".", "_"))
+            ]
+        else:
+            files = [path]
+        prefix = uri[: uri.index("://") + 3] if "://" in uri and not storage.is_local(uri) else ""
+        for file in sorted(files):
+            fmt = _format_of(file)
+            if fmt is None:
+                if info.type == pafs.FileType.Directory:
+                    continue
+                raise DataContractError(f"input {uri!r}: unknown format; use .parquet, .csv[.gz] or .jsonl[.gz]")
+            by_format.setdefault(fmt, []).append(prefix + file if prefix and not file.startswith(prefix) else file)
+    if not by_format:
+        raise DataContractError(f"no .parquet/.csv/.jsonl files found under {list(uris)}")
+    return by_format
+
+
+def _read(fmt: str, paths: list[str]):
+    import ray.data
+
+    reader = {"parquet": ray.data.read_parquet, "csv": ray.data.read_csv, "json": ray.data.read_json}[fmt]
+    return reader(paths, include_paths=True)
+
+
+def read_validated(config: IngestConfig) -> pd.DataFrame:
+    """All input rows in canonical types, each tagged with its quarantine reason."""
+    from graphtrain.ray_env import ensure_ray
+
+    ensure_ray()
+    allowed = tuple(d for d in (config.source_domain, config.target_domain) if d) or None
+    if config.domain and allowed and config.domain not in allowed:
+        raise DataContractError(f"--domain {config.domain!r} is neither the source nor the target domain {allowed}")
+    frames = []
+    for fmt, paths in expand_inputs(config.inputs).items():
+        ds = _read(fmt, paths)
+        schema.check_columns(ds.columns(), domain_override=config.domain, where=f"{fmt} inputs {paths[:3]}")
+        validate = partial(schema.validate_batch, domain_override=config.domain, allowed_domains=allowed)
+        keep_path = lambda batch: validate(batch).assign(path=batch["path"].to_numpy())  # noqa: E731
+        frames.append(ds.map_batches(keep_path, batch_format="pandas").to_pandas())
+    return pd.concat(frames, ignore_index=True)
+
+
+def _id_map(values: pd.Series, name: str) -> pd.DataFrame:
+    ids = np.sort(values.unique())
+    return pd.DataFrame({name: ids, f"{name.split('_')[0]}_idx": np.arange(len(ids), dtype=np.int64)})
+
+
+def normalise(rows: pd.DataFrame, config: IngestConfig) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, dict]:
+    """Good rows -> (edges, users, items, counts). Deterministic for the same input."""
+    before = len(rows)
+    rows = rows.sort_values(["user_id", "item_id", "domain", "timestamp", "weight"], kind="stable")
+    rows = rows.drop_duplicates(["user_id", "item_id", "domain"], keep="last")  # keep the latest
+    users = _id_map(rows["user_id"], "user_id")
+    items = pd.concat(
+        [_id_map(part["item_id"], "item_id").assign(domain=d) for d, part in rows.groupby("domain", sort=True)],
+        ignore_index=True,
+    )[["domain", "item_id", "item_idx"]]
+    edges = rows.merge(users, on="user_id").merge(items, on=["domain", "item_id"])
+    edges = edges.sort_values(["domain", "user_idx", "item_idx"], kind="stable").reset_index(drop=True)
+    has_split = (edges["split"] != "").all() and config.split == "column"
+    cold = np.array([], dtype=np.int64)
+    if has_split:
+        labels = edges["split"].to_numpy()
+    else:
+        if config.split == "column":
+            raise DataContractError("--split column: some rows have no `split` value")
+        labels = splits.leave_one_out(edges, config.seed)
+        if config.source_domain:
+            labels, cold = splits.cold_start(
+                edges, labels, config.source_domain, config.target_domain, config.cold_start_fraction, config.seed
+            )
+    edges["split"] = labels
+    edges = edges[["user_idx", "item_idx", "domain", "timestamp", "weight", "split"]]
+    counts = {"duplicates_removed": before - len(rows), "cold_start_users": int(len(cold))}
+    return edges, users, items, counts
+
+
+def _summary_counts(edges: pd.DataFrame, users: pd.DataFrame, items: pd.DataFrame) -> dict:
+    per_domain = {
+        d: {s: int(n) for s, n in part["split"].value_counts().sort_index().items()}
+        for d, part in edges.groupby("domain", sort=True)
+    }
+    domain_users = edges.groupby("domain")["user_idx"].unique()
+    overlap = set.intersection(*(set(u) for u in domain_users)) if len(domain_users) > 1 else set()
+    return {
+        "domains": sorted(per_domain),
+        "num_users": int(len(users)),
+        "num_items": {d: int(n) for d, n in items.groupby("domain").size().items()},
+        "edges": per_domain,
+        "overlap_users": len(overlap),
+    }
+
+
+def ingest(config: IngestConfig) -> dict:
+    """Run the ingest stage; returns the artifact's ``meta.json`` content."""
+    rows = read_validated(config)
+    bad = rows[schema.REASON] != ""
+    quarantine = rows[bad]
+    reasons = dict(sorted(Counter(quarantine[schema.REASON]).items()))
+    if config.strict and reasons:
+        first = quarantine.groupby([schema.REASON, "path"]).size().sort_values(ascending=False)
+        details = "; ".join(f"{path}: {reason} x{n}" for (reason, path), n in first.head(5).items())
+        raise DataContractError(f"--strict: {int(bad.sum())} bad rows ({details})")
+    good = rows[~bad].drop(columns=[schema.REASON, "path"])
+    if good.empty:
+        raise DataContractError(f"no usable rows in {list(config.inputs)}; quarantined by reason: {reasons}")
+    edges, users, items, counts = normalise(good, config)
+    meta = {
+        **_summary_counts(edges, users, items),
+        "rows_read": int(len(rows)),
+        "rows_kept": int(len(edges)),
+        "quarantined": reasons,
+        **counts,
+        "protocol": {
+            "split": config.split,
+            "cold_start_fraction": config.cold_start_fraction if config.source_domain else 0.0,
+            "source_domain": config.source_domain,
+            "target_domain": config.target_domain,
+            "seed": config.seed,
+        },
+        "inputs": list(config.inputs),
+    }
+    with storage.atomic_artifact(config.output) as staging:
+        edges.to_parquet(os.path.join(staging, layout.EDGES), index=False)
+        users.to_parquet(os.path.join(staging, layout.USERS), index=False)
+        items.to_parquet(os.path.join(staging, layout.ITEMS), index=False)
+        quarantine.to_parquet(os.path.join(staging, layout.QUARANTINE), index=False)
+        storage.write_json(os.path.join(staging, layout.META), meta)
+    return meta
+
+
+def format_summary(meta: dict) -> str:
+    lines = [
+        f"rows read {meta['rows_read']:,}  kept {meta['rows_kept']:,}  duplicates removed {meta['duplicates_removed']:,}",
+        "quarantined: " + (", ".join(f"{r} {n:,}" for r, n in meta["quarantined"].items()) or "none"),
+        f"users {meta['num_users']:,} (in every domain: {meta['overlap_users']:,}; cold-start: {meta['cold_start_users']:,})",
+    ]
+    for domain in meta["domains"]:
+        splits_ = ", ".join(f"{s} {n:,}" for s, n in meta["edges"][domain].items())
+        lines.append(f"  {domain}: items {meta['num_items'][domain]:,}; edges {splits_}")
+    return "\n".join(lines)

@@ -1,0 +1,113 @@
+"""`graphtrain evaluate`: the exported model against baselines, warm vs cold-start.
+
+"cold" users are target-domain test users with no target-domain training
+interactions (DESIGN.md); "warm" are the other test users.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import torch
+
+from graphtrain import storage
+from graphtrain.config import EvalConfig
+from graphtrain.data.dataset import Dataset
+from graphtrain.eval.metrics import Scorer, rank_metrics
+from graphtrain.models.artifact import ModelArtifact, seen_csr
+from graphtrain.models.popularity import item_popularity
+
+REPORT = "report.json"
+
+
+def embedding_scorer(users: np.ndarray, items: np.ndarray) -> Scorer:
+    user_t, item_t = torch.from_numpy(users), torch.from_numpy(items)
+    return lambda idx: user_t[torch.from_numpy(idx)] @ item_t.T
+
+
+def popularity_scorer(popularity: np.ndarray) -> Scorer:
+    counts = torch.from_numpy(popularity)
+    return lambda idx: counts.expand(len(idx), -1)
+
+
+def test_users(dataset: Dataset, domain: str) -> tuple[np.ndarray, np.ndarray]:
+    """(warm, cold) test users of ``domain``."""
+    test_u, _ = dataset.split_edges("test", domain)
+    train_u, _ = dataset.split_edges("train", domain)
+    users = np.unique(test_u)
+    has_history = np.isin(users, np.unique(train_u))
+    return users[has_history], users[~has_history]
+
+
+def evaluate_scorers(dataset: Dataset, domain: str, scorers: dict[str, Scorer], ks) -> dict:
+    warm, cold = test_users(dataset, domain)
+    n_users, n_items = dataset.num_users, dataset.num_items(domain)
+    positives = seen_csr(*dataset.split_edges("test", domain), n_users)
+    excluded = seen_csr(*dataset.split_edges("train", domain), n_users)
+    results = {}
+    for name, scorer in scorers.items():
+        results[name] = {
+            group: {**rank_metrics(scorer, users, positives, excluded, n_items, ks), "users": int(len(users))}
+            for group, users in (("warm", warm), ("cold", cold))
+            if len(users)
+        }
+    return results
+
+
+def evaluate(config: EvalConfig) -> dict:
+    dataset = Dataset.load(config.dataset)
+    model = ModelArtifact.load(config.model)
+    target = model.manifest["target_domain"]
+    scorers = {
+        "graphtrain": embedding_scorer(model.user_vectors(target), model.item_vectors(target)),
+        "popularity": popularity_scorer(item_popularity(dataset, target)),
+    }
+    report = {
+        "dataset": {k: dataset.meta[k] for k in ("num_users", "num_items", "edges", "overlap_users", "cold_start_users")},
+        "protocol": {
+            **dataset.meta["protocol"],
+            "target_domain": target,
+            "ranking": "full (all target items, training items excluded)",
+            "ks": list(config.ks),
+        },
+        "models": evaluate_scorers(dataset, target, scorers, config.ks),
+        "train": {k: v for k, v in model.manifest.get("train", {}).items() if k != "history"},
+        "model_version": model.manifest["version"],
+    }
+    with storage.atomic_artifact(config.output) as staging:
+        storage.write_json(os.path.join(staging, REPORT), report)
+        _plot(report, os.path.join(staging, "metrics.png"))
+    return report
+
+
+def _plot(report: dict, path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    metrics = ("ndcg@10", "recall@20", "hr@10")
+    groups = ("warm", "cold")
+    fig, axes = plt.subplots(1, len(groups), figsize=(10, 4), sharey=True)
+    names = list(report["models"])
+    for ax, group in zip(axes, groups):
+        for offset, name in enumerate(names):
+            values = [report["models"][name].get(group, {}).get(m, 0.0) for m in metrics]
+            xs = np.arange(len(metrics)) + offset * 0.8 / len(names)
+            ax.bar(xs, values, width=0.8 / len(names), label=name)
+        ax.set_xticks(np.arange(len(metrics)) + 0.4 - 0.4 / len(names), metrics)
+        ax.set_title(f"{group} users ({report['protocol']['target_domain']})")
+    axes[0].legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def format_table(report: dict) -> str:
+    cols = ("recall@20", "ndcg@10", "hr@10", "mrr")
+    lines = [f"{'model':<14}{'users':<7}" + "".join(f"{c:>11}" for c in cols)]
+    for name, groups in report["models"].items():
+        for group, values in groups.items():
+            lines.append(f"{name:<14}{group:<7}" + "".join(f"{values[c]:>11.4f}" for c in cols))
+    return "\n".join(lines)

@@ -1,0 +1,156 @@
+"""Mini-batch neighbourhoods as plain tensors.
+
+A :class:`GraphSource` answers neighbour-sampling requests: :class:`DistGraphSource`
+through DGL graph servers (``DistGraph``), :class:`LocalGraphSource` from an
+in-process DGL graph (tests, the GPU machine without Ray). :class:`EdgeBatchSampler`
+turns a batch of positive edges into a :class:`MiniBatch` the model consumes; the
+model never sees a DGL object.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+import torch
+
+from graphtrain.graph.batch import DomainPairs, Etype, LayerEdges, MiniBatch
+from graphtrain.graph.dgl_compat import import_dgl
+from graphtrain.graph.names import USER, forward_etype, item_type, reverse_etype
+
+
+class GraphSource(Protocol):
+    """Where neighbours come from. Ids passed in and out are the graph's own."""
+
+    def sample_neighbors(self, seeds: dict[str, torch.Tensor], fanout: int): ...
+
+    def nodes_to_graph(self, ntype: str, ids: np.ndarray) -> np.ndarray: ...
+
+    def nodes_to_dataset(self, ntype: str, ids: np.ndarray) -> np.ndarray: ...
+
+    def edges_to_graph(self, etype: Etype, ids: np.ndarray) -> np.ndarray: ...
+
+
+class LocalGraphSource:
+    """An in-process DGL heterograph whose ids are the dataset's."""
+
+    def __init__(self, graph):
+        self.graph = graph
+        self._dgl = import_dgl()
+
+    def sample_neighbors(self, seeds, fanout):
+        return self._dgl.sampling.sample_neighbors(self.graph, seeds, fanout)
+
+    def nodes_to_graph(self, ntype, ids):
+        return ids
+
+    def nodes_to_dataset(self, ntype, ids):
+        return ids
+
+    def edges_to_graph(self, etype, ids):
+        return ids
+
+
+class DistGraphSource:
+    """A ``DistGraph`` served by DGL graph servers; ids translated via ``IdMapping``."""
+
+    def __init__(self, dist_graph, id_mapping):
+        self.graph = dist_graph
+        self.mapping = id_mapping
+        self._dgl = import_dgl()
+
+    def sample_neighbors(self, seeds, fanout):
+        return self._dgl.distributed.sample_neighbors(self.graph, seeds, fanout)
+
+    def nodes_to_graph(self, ntype, ids):
+        return self.mapping.nodes_to_partition(ntype, ids)
+
+    def nodes_to_dataset(self, ntype, ids):
+        return self.mapping.nodes_to_dataset(ntype, ids)
+
+    def edges_to_graph(self, etype, ids):
+        return self.mapping.edges_to_partition(etype, ids)
+
+
+@dataclass(frozen=True)
+class EdgeBatch:
+    """Positive train edges of one batch, in dataset ids."""
+
+    domain: np.ndarray  # domain index per edge
+    users: np.ndarray
+    items: np.ndarray
+    edge_ids: np.ndarray  # position among the domain's train edges (= graph edge id before partitioning)
+
+
+class EdgeBatchSampler:
+    """Samples a multi-layer neighbourhood around a batch of positive edges.
+
+    The batch's own edges (both directions) are removed from the sampled
+    neighbourhood, so the model cannot read the answer off the graph.
+    """
+
+    def __init__(self, source: GraphSource, domains: list[str], num_items: dict[str, int], fanouts, num_negatives: int):
+        self.source = source
+        self.domains = list(domains)
+        self.num_items = dict(num_items)
+        self.fanouts = list(fanouts)
+        self.num_negatives = num_negatives
+        self._dgl = import_dgl()
+
+    def sample(self, batch: EdgeBatch, rng: np.random.Generator) -> MiniBatch:
+        seeds: dict[str, np.ndarray] = {USER: np.unique(batch.users)}
+        negatives: dict[str, np.ndarray] = {}
+        exclude: dict[Etype, torch.Tensor] = {}
+        for d_idx, domain in enumerate(self.domains):
+            rows = batch.domain == d_idx
+            if not rows.any():
+                continue
+            neg = rng.integers(0, self.num_items[domain], size=(int(rows.sum()), self.num_negatives))
+            negatives[domain] = neg
+            seeds[item_type(domain)] = np.unique(np.concatenate([batch.items[rows], neg.ravel()]))
+            eids = batch.edge_ids[rows]
+            for etype in (forward_etype(domain), reverse_etype(domain)):
+                exclude[etype] = torch.from_numpy(self.source.edges_to_graph(etype, eids))
+        input_nodes, layers = self.neighbourhood(seeds, exclude)
+        pairs = {}
+        for d_idx, domain in enumerate(self.domains):
+            if domain not in negatives:
+                continue
+            rows = batch.domain == d_idx
+            item_seeds = seeds[item_type(domain)]
+            pairs[domain] = DomainPairs(
+                users=torch.from_numpy(np.searchsorted(seeds[USER], batch.users[rows])),
+                pos_items=torch.from_numpy(np.searchsorted(item_seeds, batch.items[rows])),
+                neg_items=torch.from_numpy(np.searchsorted(item_seeds, negatives[domain])),
+            )
+        return MiniBatch(input_nodes, layers, pairs)
+
+    def neighbourhood(self, seeds: dict[str, np.ndarray], exclude: dict[Etype, torch.Tensor]):
+        """Sample layer by layer from the output nodes down; return (input node ids, layers)."""
+        dgl = self._dgl
+        frontier_nodes = {
+            nt: torch.from_numpy(self.source.nodes_to_graph(nt, ids)) for nt, ids in seeds.items()
+        }
+        layers: list[LayerEdges] = []
+        for fanout in reversed(self.fanouts):
+            frontier = self.source.sample_neighbors(frontier_nodes, fanout)
+            for etype, banned in exclude.items():
+                if frontier.num_edges(etype) == 0 or len(banned) == 0:
+                    continue
+                eids = frontier.edges[etype].data[dgl.EID]
+                drop = torch.nonzero(torch.isin(eids, banned), as_tuple=True)[0]
+                if len(drop):
+                    frontier = dgl.remove_edges(frontier, drop, etype=etype)
+            block = dgl.to_block(frontier, frontier_nodes)
+            edges = {}
+            for etype in block.canonical_etypes:
+                if block.num_edges(etype):
+                    src, dst = block.edges(etype=etype)
+                    edges[etype] = (src, dst)
+            layers.insert(0, LayerEdges(edges, {nt: block.num_dst_nodes(nt) for nt in block.dsttypes}))
+            frontier_nodes = {nt: block.srcnodes[nt].data[dgl.NID] for nt in block.srctypes if block.num_src_nodes(nt)}
+        input_nodes = {
+            nt: torch.from_numpy(self.source.nodes_to_dataset(nt, ids.numpy())) for nt, ids in frontier_nodes.items()
+        }
+        return input_nodes, layers

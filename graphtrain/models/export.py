@@ -1,0 +1,54 @@
+"""`graphtrain export`: checkpoint -> model artifact (full-graph embeddings + id maps)."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import numpy as np
+
+from graphtrain import storage
+from graphtrain.data.dataset import Dataset
+from graphtrain.models import artifact
+from graphtrain.models.inference import embed
+from graphtrain.models.popularity import item_popularity
+from graphtrain.train import checkpoint
+
+
+def export(dataset_uri: str, checkpoint_uri: str, output: str) -> dict:
+    """Write the model artifact; returns its manifest."""
+    dataset = Dataset.load(dataset_uri)
+    checkpoint_dir = checkpoint.resolve(checkpoint_uri)
+    model = checkpoint.load_model(checkpoint_dir)
+    reps = embed(model, dataset)
+    arrays = {}
+    for domain in dataset.domains:
+        arrays[f"users@{domain}"] = reps["users"][domain].cpu().numpy().astype(np.float32)
+        arrays[f"items@{domain}"] = reps["items"][domain].cpu().numpy().astype(np.float32)
+        arrays[f"popularity@{domain}"] = item_popularity(dataset, domain)
+        users, items = dataset.split_edges("train", domain)
+        arrays[f"seen_indptr@{domain}"], arrays[f"seen_indices@{domain}"] = artifact.seen_csr(users, items, dataset.num_users)
+    with open(os.path.join(checkpoint_dir, "state.json")) as f:
+        state = json.load(f)
+    manifest = {
+        "version": time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()),
+        "domains": dataset.domains,
+        "source_domain": model.source_domain,
+        "target_domain": model.target_domain,
+        "embedding_dim": model.config.embedding_dim,
+        "model": model.config.to_dict(),
+        "checkpoint": checkpoint_dir,
+        "epoch": state["epoch"],
+        "dataset": dataset_uri,
+        "train": {
+            "epochs": state["epoch"] + 1,
+            "seconds": round(sum(m["epoch_seconds"] for m in state["history"]), 3),
+            "workers": state.get("workers", 1),
+            "device": state.get("device", "cpu"),
+            "history": state["history"],
+        },
+    }
+    with storage.atomic_artifact(output) as staging:
+        artifact.write(staging, manifest=manifest, users=dataset.users, items=dataset.items, arrays=arrays)
+    return manifest

@@ -1,0 +1,135 @@
+"""The migration GNN (DESIGN.md "Transfer learning").
+
+Layer, for every node type t::
+
+    h_i^(l) = sigma( W_t^(l) · ( h_i^(l-1) + sum_{r in relations into t} mean_{j in N_r(i)} h_j^(l-1) ) )
+
+alpha_ij is the random-walk degree normalisation 1/|N_r(i)| per relation r, which the
+sampled mini-batch estimates without bias, so sampled training and full-graph
+inference compute the same function. ``lightgcn=True`` is W = I, sigma = identity.
+A node's final representation is the mean of its layer outputs (LightGCN's
+layer combination).
+
+Users are shared by all domains. For the target domain, a user's representation
+adds a transfer term T(m_u), where m_u is the user's mean message from
+*source-domain* items at the last layer and T is a small MLP trained on users who
+have both source and target history. A cold-start user (no target edges) still has
+m_u, so T carries their source interests into the target item space.
+
+The model takes plain tensors (:class:`graphtrain.graph.sampling.MiniBatch`-like
+objects with ``input_nodes`` and ``layers``); it imports nothing from DGL.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from graphtrain.config import ModelConfig
+from graphtrain.graph.names import USER, item_type, reverse_etype
+
+
+def scatter_mean(values: torch.Tensor, index: torch.Tensor, size: int) -> torch.Tensor:
+    out = values.new_zeros(size, values.shape[1])
+    out.index_add_(0, index, values)
+    count = torch.bincount(index, minlength=size).clamp_(min=1).to(values.dtype)
+    return out / count.unsqueeze(1)
+
+
+class MigrationGNN(nn.Module):
+    """Cross-domain GNN with a source->target transfer head.
+
+    Args:
+        config: dimensions, depth, LightGCN switch and transfer head.
+        num_nodes: nodes per node type (``user``, ``item@<domain>``).
+        source_domain / target_domain: the transfer direction.
+    """
+
+    def __init__(self, config: ModelConfig, num_nodes: dict[str, int], source_domain: str, target_domain: str):
+        super().__init__()
+        self.config = config
+        self.num_nodes = dict(num_nodes)
+        self.source_domain = source_domain
+        self.target_domain = target_domain
+        dim = config.embedding_dim
+        self.embeddings = nn.ModuleDict({nt: nn.Embedding(n, dim) for nt, n in self.num_nodes.items()})
+        for table in self.embeddings.values():
+            nn.init.normal_(table.weight, std=0.1)
+        self.weights = None
+        if not config.lightgcn:
+            self.weights = nn.ModuleList(
+                nn.ModuleDict({nt: nn.Linear(dim, dim) for nt in self.num_nodes}) for _ in range(config.num_layers)
+            )
+        self.transfer = None
+        if config.transfer:
+            self.transfer = nn.Sequential(
+                nn.Linear(dim, config.transfer_hidden), nn.ReLU(), nn.Linear(config.transfer_hidden, dim)
+            )
+
+    # -- message passing -------------------------------------------------------------
+    def _layer(self, index: int, x: dict[str, torch.Tensor], layer) -> tuple[dict[str, torch.Tensor], torch.Tensor | None]:
+        agg = {nt: x[nt][:n] for nt, n in layer.num_dst.items() if nt in x}
+        source_message = None
+        source_relation = reverse_etype(self.source_domain)
+        for etype, (src, dst) in layer.edges.items():
+            src_type, _, dst_type = etype
+            message = scatter_mean(x[src_type][src], dst, layer.num_dst[dst_type])
+            agg[dst_type] = agg[dst_type] + message
+            if etype == source_relation:
+                source_message = message
+        out = {}
+        for nt, h in agg.items():
+            if self.weights is not None:
+                h = F.leaky_relu(self.weights[index][nt](h), 0.2)
+            out[nt] = h
+        return out, source_message
+
+    def propagate(self, input_nodes: dict[str, torch.Tensor], layers) -> tuple[dict[str, torch.Tensor], torch.Tensor | None]:
+        """Final node representations of the last layer's destination nodes, and the
+        users' source-domain message at the last layer (None without source edges)."""
+        x = {nt: self.embeddings[nt](ids) for nt, ids in input_nodes.items()}
+        num_out = layers[-1].num_dst
+        total = {nt: x[nt][: num_out.get(nt, 0)] for nt in x}
+        source_message = None
+        for index, layer in enumerate(layers):
+            x, source_message = self._layer(index, x, layer)
+            for nt, h in x.items():
+                total[nt] = total[nt] + h[: num_out.get(nt, 0)]
+        final = {nt: h / (len(layers) + 1) for nt, h in total.items()}
+        return final, source_message
+
+    # -- task methods ---------------------------------------------------------------
+    def user_representation(
+        self, final_users: torch.Tensor, source_message: torch.Tensor | None, domain: str
+    ) -> torch.Tensor:
+        """A user's representation for scoring items of ``domain``."""
+        if domain != self.target_domain or self.transfer is None or source_message is None:
+            return final_users
+        return final_users + self.transfer(source_message)
+
+    def transferred(self, source_message: torch.Tensor) -> torch.Tensor:
+        """T(m_u) alone: the target-space interests read off source history."""
+        return self.transfer(source_message)
+
+    @staticmethod
+    def score(users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        """Dot-product scores; broadcasts [n, d] x [n, k, d] -> [n, k] or pairs [n, d] x [n, d] -> [n]."""
+        if items.dim() == 3:
+            return torch.einsum("nd,nkd->nk", users, items)
+        return (users * items).sum(-1)
+
+    @torch.no_grad()
+    def embed(self, full_layers) -> dict[str, dict[str, torch.Tensor]]:
+        """Full-graph (layer-wise) inference: user and item representations per domain.
+
+        ``full_layers`` are :class:`LayerEdges`-like objects over *all* nodes (every
+        node is both source and destination), one per layer.
+        """
+        ids = {nt: torch.arange(n, device=self.embeddings[nt].weight.device) for nt, n in self.num_nodes.items()}
+        final, source_message = self.propagate(ids, full_layers)
+        domains = [nt.split("@", 1)[1] for nt in self.num_nodes if nt != USER]
+        return {
+            "users": {d: self.user_representation(final[USER], source_message, d) for d in domains},
+            "items": {d: final[item_type(d)] for d in domains},
+        }

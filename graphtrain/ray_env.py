@@ -1,0 +1,58 @@
+"""Connecting to Ray: a local instance on loopback, or an existing cluster.
+
+One code path: stages call :func:`ensure_ray`, which joins the cluster named by
+``RAY_ADDRESS`` (as under ``ray job submit``) or starts a local instance bound to
+127.0.0.1 with the thread settings this project needs.
+"""
+
+from __future__ import annotations
+
+import os
+
+# Thread counts for every process graphtrain starts: DGL's OpenMP threads spinning
+# on a small machine made one measured DistDGL setup 40x slower.
+THREAD_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+# Ray Train polls workers every 2 s by default; each report then costs ~2 s.
+TRAIN_ENV = {"RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.2"}
+
+
+def worker_env() -> dict[str, str]:
+    return {**THREAD_ENV, **TRAIN_ENV}
+
+
+def _loopback_only() -> None:
+    """Make a local Ray instance register 127.0.0.1 as its node address.
+
+    Ray resolves 127.0.0.1 to the machine's routable address unless cluster mode is
+    off (``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``); graph servers bind to the address
+    Ray reports, so without this test traffic would leave loopback. The variable is
+    read when ray is first imported, hence the module attribute too.
+    """
+    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    import ray._private.ray_constants as ray_constants
+
+    if os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] == "0":
+        ray_constants.ENABLE_RAY_CLUSTER = False
+
+
+def ensure_ray(num_cpus: int | None = None):
+    """Initialise Ray once per process and return the ``ray`` module."""
+    import ray
+
+    if ray.is_initialized():
+        return ray
+    for key, value in TRAIN_ENV.items():
+        os.environ.setdefault(key, value)
+    if os.environ.get("RAY_ADDRESS"):
+        ray.init(runtime_env={"env_vars": worker_env()}, log_to_driver=True)
+        return ray
+    # A local instance that we start and stop ourselves: loopback only, no token auth.
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    _loopback_only()
+    ray.init(
+        num_cpus=num_cpus or max(2, os.cpu_count() or 2),
+        include_dashboard=False,
+        _node_ip_address="127.0.0.1",
+        runtime_env={"env_vars": worker_env()},
+    )
+    return ray

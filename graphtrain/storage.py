@@ -1,0 +1,138 @@
+"""URIs to filesystems, and atomic artifact writes.
+
+Every stage writes its artifact into a staging location and commits it with a marker
+file (``_SUCCESS``) last, so a crash never leaves a half-written artifact that a later
+stage would read. Any URI that pyarrow understands works (plain paths, ``file://``,
+``s3://``, ``gs://``); other fsspec protocols (``abfs://`` ...) go through fsspec.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+import uuid
+from typing import Iterator
+from urllib.parse import urlparse
+
+import pyarrow.fs as pafs
+
+from graphtrain.errors import ArtifactError
+
+MARKER = "_SUCCESS"
+
+
+def is_local(uri: str) -> bool:
+    scheme = urlparse(uri).scheme
+    return scheme in ("", "file") or (len(scheme) == 1 and os.name == "nt")
+
+
+def local_path(uri: str) -> str:
+    """Absolute local path of a plain path or ``file://`` URI."""
+    if not is_local(uri):
+        raise ValueError(f"{uri!r} is not a local path")
+    if uri.startswith("file://"):
+        uri = uri[len("file://") :]
+    return os.path.abspath(os.path.expanduser(uri))
+
+
+def join(uri: str, *parts: str) -> str:
+    if is_local(uri):
+        return os.path.join(local_path(uri), *parts)
+    return "/".join([uri.rstrip("/"), *parts])
+
+
+def filesystem(uri: str, storage_options: dict | None = None) -> tuple[pafs.FileSystem, str]:
+    """Return ``(pyarrow filesystem, path inside it)`` for any supported URI."""
+    if is_local(uri):
+        return pafs.LocalFileSystem(), local_path(uri)
+    scheme = urlparse(uri).scheme
+    if scheme in ("s3", "gs", "gcs") and not storage_options:
+        return pafs.FileSystem.from_uri(uri)
+    import fsspec
+
+    fs, path = fsspec.core.url_to_fs(uri, **(storage_options or {}))
+    return pafs.PyFileSystem(pafs.FSSpecHandler(fs)), path
+
+
+def exists(uri: str) -> bool:
+    fs, path = filesystem(uri)
+    return fs.get_file_info(path).type != pafs.FileType.NotFound
+
+
+def is_committed(uri: str) -> bool:
+    return exists(join(uri, MARKER))
+
+
+def require_artifact(uri: str, produced_by: str) -> None:
+    """Fail with a fix-it message unless ``uri`` holds a committed artifact."""
+    if not is_committed(uri):
+        raise ArtifactError(
+            f"no committed artifact at {uri!r} (missing {MARKER}); run `graphtrain {produced_by}` "
+            "to produce it, or check the URI"
+        )
+
+
+def read_json(uri: str) -> dict:
+    fs, path = filesystem(uri)
+    with fs.open_input_stream(path) as f:
+        return json.loads(f.read().decode())
+
+
+def write_json(path: str, obj: dict) -> None:
+    """Write JSON to a local path (inside a staging directory)."""
+    with open(path, "w") as f:
+        json.dump(obj, f, indent=2, sort_keys=True)
+        f.write("\n")
+
+
+@contextlib.contextmanager
+def atomic_artifact(uri: str) -> Iterator[str]:
+    """Yield a local staging directory; on success it becomes the artifact at ``uri``.
+
+    Local: the staging directory sits beside the target and is renamed into place
+    (an older artifact at ``uri`` is replaced). Remote: files are uploaded, then the
+    marker is written last. On an exception nothing is committed.
+    """
+    if is_local(uri):
+        final = local_path(uri)
+        parent = os.path.dirname(final)
+        os.makedirs(parent, exist_ok=True)
+        staging = os.path.join(parent, f".{os.path.basename(final)}.tmp-{uuid.uuid4().hex[:8]}")
+        os.makedirs(staging)
+        try:
+            yield staging
+            with open(os.path.join(staging, MARKER), "w"):
+                pass
+            if os.path.exists(final):
+                old = f"{staging}.old"
+                os.rename(final, old)
+                os.rename(staging, final)
+                shutil.rmtree(old)
+            else:
+                os.rename(staging, final)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        return
+    staging = tempfile.mkdtemp(prefix="graphtrain-artifact-")
+    try:
+        yield staging
+        fs, path = filesystem(uri)
+        fs.delete_dir_contents(path, missing_dir_ok=True)
+        pafs.copy_files(staging, path, source_filesystem=pafs.LocalFileSystem(), destination_filesystem=fs)
+        with fs.open_output_stream(f"{path}/{MARKER}"):
+            pass
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def materialize(uri: str, cache_dir: str | None = None) -> str:
+    """Local directory holding the artifact at ``uri`` (downloaded if remote)."""
+    if is_local(uri):
+        return local_path(uri)
+    fs, path = filesystem(uri)
+    target = cache_dir or tempfile.mkdtemp(prefix="graphtrain-download-")
+    pafs.copy_files(path, target, source_filesystem=fs, destination_filesystem=pafs.LocalFileSystem())
+    return target

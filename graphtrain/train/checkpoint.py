@@ -1,0 +1,73 @@
+"""Per-epoch checkpoints: model, optimiser, progress and the model's shape.
+
+A checkpoint directory holds ``model.pt`` and ``optimizer.pt`` (tensor state dicts,
+loaded with ``weights_only=True``), ``state.json`` (epoch, metrics history) and
+``model.json`` (everything needed to rebuild the model without the dataset).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import torch
+
+from graphtrain import storage
+from graphtrain.config import ModelConfig
+from graphtrain.errors import ArtifactError
+from graphtrain.models.gnn import MigrationGNN
+
+LATEST = "latest.json"
+
+
+def save(
+    directory: str,
+    model: MigrationGNN,
+    optimizer: torch.optim.Optimizer,
+    epoch: int,
+    history: list[dict],
+    extra: dict | None = None,
+) -> None:
+    os.makedirs(directory, exist_ok=True)
+    torch.save(model.state_dict(), os.path.join(directory, "model.pt"))
+    torch.save(optimizer.state_dict(), os.path.join(directory, "optimizer.pt"))
+    storage.write_json(os.path.join(directory, "state.json"), {"epoch": epoch, "history": history, **(extra or {})})
+    storage.write_json(
+        os.path.join(directory, "model.json"),
+        {
+            "model": model.config.to_dict(),
+            "num_nodes": model.num_nodes,
+            "source_domain": model.source_domain,
+            "target_domain": model.target_domain,
+        },
+    )
+
+
+def resolve(uri: str) -> str:
+    """A local checkpoint directory from a checkpoint dir or a checkpoints root."""
+    path = storage.materialize(uri)
+    if os.path.exists(os.path.join(path, "model.pt")):
+        return path
+    latest = os.path.join(path, LATEST)
+    if os.path.exists(latest):
+        with open(latest) as f:
+            return storage.materialize(json.load(f)["checkpoint"])
+    raise ArtifactError(f"no checkpoint at {uri!r}: expected model.pt or {LATEST}; run `graphtrain train` first")
+
+
+def load_model(uri: str, map_location: str = "cpu") -> MigrationGNN:
+    directory = resolve(uri)
+    with open(os.path.join(directory, "model.json")) as f:
+        shape = json.load(f)
+    model = MigrationGNN(ModelConfig(**shape["model"]), shape["num_nodes"], shape["source_domain"], shape["target_domain"])
+    model.load_state_dict(torch.load(os.path.join(directory, "model.pt"), map_location=map_location, weights_only=True))
+    return model
+
+
+def load_progress(directory: str, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> tuple[int, list[dict]]:
+    """Restore model and optimiser in place; return (last finished epoch, history)."""
+    model.load_state_dict(torch.load(os.path.join(directory, "model.pt"), map_location="cpu", weights_only=True))
+    optimizer.load_state_dict(torch.load(os.path.join(directory, "optimizer.pt"), map_location="cpu", weights_only=True))
+    with open(os.path.join(directory, "state.json")) as f:
+        state = json.load(f)
+    return int(state["epoch"]), list(state["history"])

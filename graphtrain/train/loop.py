@@ -1,0 +1,171 @@
+"""The per-worker training loop: a plain function of a config and a graph source.
+
+It runs the same under Ray Train (:mod:`graphtrain.train.trainer` supplies a
+``DistGraphSource`` and a reporter that checkpoints through Ray) and without Ray
+(a ``LocalGraphSource``; how it is measured on a GPU machine that has no Ray).
+Every worker iterates its own shard of the training edges; shards have equal size so
+DDP workers take the same number of steps.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from graphtrain.config import TrainConfig
+from graphtrain.data.dataset import Dataset
+from graphtrain.graph.sampling import EdgeBatch, EdgeBatchSampler, GraphSource
+from graphtrain.models.gnn import MigrationGNN
+from graphtrain.models.losses import bpr_loss, l2_penalty
+
+# report(epoch, metrics, model, optimizer, history) -> None; called after every epoch.
+Reporter = Callable[[int, dict, MigrationGNN, torch.optim.Optimizer, list], None]
+
+
+@dataclass(frozen=True)
+class TrainEdges:
+    """All training edges, with the domain as an index into ``domains``."""
+
+    domains: list[str]
+    domain: np.ndarray
+    users: np.ndarray
+    items: np.ndarray
+    edge_ids: np.ndarray
+
+    @classmethod
+    def from_dataset(cls, dataset: Dataset) -> "TrainEdges":
+        parts = []
+        for d_idx, domain in enumerate(dataset.domains):
+            users, items = dataset.split_edges("train", domain)
+            parts.append((np.full(len(users), d_idx), users, items, np.arange(len(users))))
+        return cls(dataset.domains, *(np.concatenate(column) for column in zip(*parts)))
+
+    def shard(self, rank: int, world_size: int, epoch: int, seed: int) -> EdgeBatch:
+        """This worker's shuffled, equal-sized share of the edges for one epoch.
+
+        Every edge is in exactly one shard; shards are padded to the same length by
+        repeating a few of their own edges (at most one per shard).
+        """
+        order = np.random.default_rng([seed, epoch]).permutation(len(self.users))
+        mine = order[rank::world_size]
+        size = -(-len(order) // world_size)
+        if len(mine) < size:
+            mine = np.concatenate([mine, mine[: size - len(mine)]])
+        return EdgeBatch(self.domain[mine], self.users[mine], self.items[mine], self.edge_ids[mine])
+
+
+def pick_device(gpu: bool) -> torch.device:
+    if gpu and torch.cuda.is_available():
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
+class BatchLoss(torch.nn.Module):
+    """The whole loss of one mini-batch as a module, so DDP sees every parameter use
+    (the transfer head included) inside one ``forward``.
+
+    BPR per domain, L2 on the rows used, and the transfer head's own BPR: target
+    items ranked from T(m_u) alone, which trains T on users with source history.
+    """
+
+    def __init__(self, model: MigrationGNN, config: TrainConfig):
+        super().__init__()
+        self.model = model
+        self.config = config
+
+    def forward(self, batch) -> torch.Tensor:
+        model, config = self.model, self.config
+        final, source_message = model.propagate(batch.input_nodes, batch.layers)
+        loss = final["user"].new_zeros(())
+        for domain, pairs in batch.pairs.items():
+            items = final[f"item@{domain}"]
+            users = model.user_representation(final["user"], source_message, domain)[pairs.users]
+            pos, neg = items[pairs.pos_items], items[pairs.neg_items]
+            loss = loss + bpr_loss(model.score(users, pos), model.score(users, neg))
+            loss = loss + config.weight_decay * l2_penalty(users, pos, neg.flatten(0, 1))
+            if domain == model.target_domain and model.transfer is not None and source_message is not None:
+                transferred = model.transferred(source_message)[pairs.users]
+                loss = loss + config.transfer_loss_weight * bpr_loss(
+                    model.score(transferred, pos), model.score(transferred, neg)
+                )
+        return loss
+
+
+def train_worker(
+    config: TrainConfig,
+    dataset: Dataset,
+    source: GraphSource,
+    *,
+    rank: int = 0,
+    world_size: int = 1,
+    report: Optional[Reporter] = None,
+    resume: Optional[Callable[[MigrationGNN, torch.optim.Optimizer], tuple[int, list]]] = None,
+    max_steps: Optional[int] = None,
+) -> list[dict]:
+    """Train for ``config.epochs`` epochs; returns per-epoch metrics of this worker.
+
+    ``resume(model, optimizer)`` restores state and returns (last finished epoch,
+    history); ``report`` is called after each epoch (checkpointing lives there).
+    ``max_steps`` caps steps per epoch (benchmarks).
+    """
+    torch.manual_seed(config.seed)
+    device = pick_device(config.gpu)
+    model = MigrationGNN(config.model, dataset.num_nodes, config.source_domain, config.target_domain)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
+    first_epoch, history = 0, []
+    if resume is not None:
+        last, history = resume(model, optimizer)
+        first_epoch = last + 1
+    model.to(device)
+    for state in optimizer.state.values():
+        for key, value in state.items():
+            if torch.is_tensor(value):
+                state[key] = value.to(device)
+    step_loss: torch.nn.Module = BatchLoss(model, config)
+    if world_size > 1 and dist.is_available() and dist.is_initialized():
+        step_loss = torch.nn.parallel.DistributedDataParallel(
+            step_loss, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=True
+        )
+    edges = TrainEdges.from_dataset(dataset)
+    sampler = EdgeBatchSampler(source, dataset.domains, {d: dataset.num_items(d) for d in dataset.domains}, config.fanouts, config.num_negatives)
+    for epoch in range(first_epoch, config.epochs):
+        shard = edges.shard(rank, world_size, epoch, config.seed)
+        rng = np.random.default_rng([config.seed, epoch, rank, 1])
+        started, sample_s, seeds, total_loss, steps = time.perf_counter(), 0.0, 0, 0.0, 0
+        step_loss.train()
+        for begin in range(0, len(shard.users), config.batch_size):
+            if max_steps is not None and steps >= max_steps:
+                break
+            rows = slice(begin, begin + config.batch_size)
+            t0 = time.perf_counter()
+            batch = sampler.sample(EdgeBatch(shard.domain[rows], shard.users[rows], shard.items[rows], shard.edge_ids[rows]), rng)
+            batch = batch.to(device)
+            sample_s += time.perf_counter() - t0
+            loss = step_loss(batch)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            total_loss += float(loss.detach())
+            seeds += batch.num_seeds
+            steps += 1
+        seconds = time.perf_counter() - started
+        metrics = {
+            "epoch": epoch,
+            "loss": total_loss / max(steps, 1),
+            "steps": steps,
+            "seeds": seeds,
+            "epoch_seconds": seconds,
+            "sample_seconds": sample_s,
+            "seeds_per_s": seeds / seconds if seconds > 0 else 0.0,
+            "device": device.type,
+        }
+        history.append(metrics)
+        if report is not None:
+            report(epoch, metrics, model, optimizer, history)
+    return history
+

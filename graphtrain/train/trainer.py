@@ -1,0 +1,120 @@
+"""`graphtrain train`: Ray Train ``TorchTrainer`` over DGL graph servers.
+
+The driver starts one graph-server actor per partition, then N Ray Train workers.
+Each worker is a DGL ``DistGraph`` client running :func:`train_worker`; rank 0
+writes a checkpoint per epoch through ``ray.train.report``. Rerunning with the same
+output resumes from the last checkpoint (Ray Train restores the run by name).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+
+from graphtrain import storage
+from graphtrain.config import TrainConfig
+from graphtrain.graph.partition import GRAPH_NAME
+from graphtrain.ray_env import ensure_ray
+from graphtrain.train import checkpoint
+
+RUN_NAME = "train"
+DGL_CLIENT_ENV = {
+    "DGL_ROLE": "client",
+    "DGL_DIST_MODE": "distributed",
+    "DGL_NUM_SERVER": "1",
+    "DGL_NUM_SAMPLER": "0",
+    # Fail within ~60 s (20 tries x 3 s) when a server is unreachable, not after 50 min.
+    "DGL_DIST_MAX_TRY_TIMES": "20",
+}
+
+
+def ray_train_loop(loop_config: dict) -> None:
+    """Runs inside every Ray Train worker."""
+    import ray.train
+    from ray.train import Checkpoint
+
+    from graphtrain.data.dataset import Dataset
+    from graphtrain.graph.dgl_compat import import_dgl
+    from graphtrain.graph.partition import IdMapping
+    from graphtrain.graph.sampling import DistGraphSource
+    from graphtrain.train.loop import train_worker
+
+    config: TrainConfig = loop_config["config"]
+    context = ray.train.get_context()
+    rank, world_size = context.get_world_rank(), context.get_world_size()
+
+    os.environ.update(DGL_CLIENT_ENV)
+    workdir = tempfile.mkdtemp(prefix="graphtrain-client-")
+    ip_config = os.path.join(workdir, "ip_config.txt")
+    with open(ip_config, "w") as f:
+        f.write(loop_config["ip_config"])
+    dgl = import_dgl()
+    dgl.distributed.initialize(ip_config)
+    try:
+        graph = dgl.distributed.DistGraph(GRAPH_NAME)
+        source = DistGraphSource(graph, IdMapping.load(storage.materialize(config.partitions)))
+        dataset = Dataset.load(config.dataset)
+
+        def report(epoch, metrics, model, optimizer, history):
+            if rank != 0:
+                ray.train.report(metrics)
+                return
+            with tempfile.TemporaryDirectory() as tmp:
+                extra = {"workers": world_size, "device": metrics["device"]}
+                checkpoint.save(tmp, model, optimizer, epoch, history, extra)
+                ray.train.report(metrics, checkpoint=Checkpoint.from_directory(tmp), checkpoint_dir_name=f"epoch_{epoch:04d}")
+
+        def resume(model, optimizer):
+            restored = ray.train.get_checkpoint()
+            if restored is None:
+                return -1, []
+            with restored.as_directory() as directory:
+                return checkpoint.load_progress(directory, model, optimizer)
+
+        train_worker(config, dataset, source, rank=rank, world_size=world_size, report=report, resume=resume)
+    finally:
+        dgl.distributed.exit_client()
+
+
+def train(config: TrainConfig) -> dict:
+    """Train; returns ``{"checkpoint", "metrics", "seconds"}`` and writes ``latest.json``."""
+    from ray.train import CheckpointConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    from graphtrain.graph.servers import GraphServerGroup
+
+    ensure_ray()
+    storage.require_artifact(config.partitions, "partition")
+    parts = storage.read_json(storage.join(config.partitions, "graphtrain_partition.json"))["num_parts"]
+    storage_path = storage.local_path(config.output) if storage.is_local(config.output) else config.output
+    started = time.perf_counter()
+    with GraphServerGroup(config.partitions, parts, num_clients=config.workers) as servers:
+        trainer = TorchTrainer(
+            ray_train_loop,
+            train_loop_config={"config": config, "ip_config": servers.ip_config},
+            scaling_config=ScalingConfig(
+                num_workers=config.workers, use_gpu=config.gpu, resources_per_worker={"CPU": 1}
+            ),
+            run_config=RunConfig(
+                name=RUN_NAME, storage_path=storage_path, checkpoint_config=CheckpointConfig(num_to_keep=None)
+            ),
+        )
+        result = trainer.fit()
+    seconds = time.perf_counter() - started
+    if result.checkpoint is None:
+        raise RuntimeError(f"training finished without a checkpoint; see the logs under {storage_path}")
+    summary = {"checkpoint": result.checkpoint.path, "metrics": result.metrics, "seconds": seconds}
+    fs, root = storage.filesystem(config.output)
+    with fs.open_output_stream(f"{root}/{checkpoint.LATEST}") as f:
+        f.write(json.dumps({"checkpoint": _uri(config.output, result.checkpoint.path)}, indent=2).encode())
+    return summary
+
+
+def _uri(output: str, path: str) -> str:
+    """Ray reports paths inside the storage filesystem; give remote ones their scheme back."""
+    if storage.is_local(output) or "://" in path:
+        return path
+    scheme = output.split("://", 1)[0]
+    return f"{scheme}://{path.lstrip('/')}"

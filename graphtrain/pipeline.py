@@ -142,7 +142,7 @@ def demo(workdir: str | None = None, epochs: int = 5, port: int | None = None, l
             log=log,
         )
         dataset = Dataset.load(work.dataset)
-        warm_user = _warm_user(dataset, spec.target_domain)
+        warm_user = warm_test_user(dataset, spec.target_domain)
         cold_user = source_only_users(logs, spec.source_domain, spec.target_domain)[0]
         base = app.start(ServeConfig(model=work.model, port=port or _free_port()))
         answers = {}
@@ -166,7 +166,8 @@ def demo(workdir: str | None = None, epochs: int = 5, port: int | None = None, l
     return {"report": report, "answers": answers, "workdir": workdir}
 
 
-def _warm_user(dataset, domain: str) -> str:
+def warm_test_user(dataset, domain: str) -> str:
+    """The raw id of a test user with training history in ``domain``."""
     from graphtrain.eval.evaluate import test_users
 
     warm, _ = test_users(dataset, domain)

@@ -76,6 +76,11 @@ def _read(fmt: str, paths: list[str]):
     return reader(paths, include_paths=True)
 
 
+def _validate_keeping_path(batch: pd.DataFrame, **kwargs) -> pd.DataFrame:
+    """Runs in Ray Data workers: canonical columns + reason, plus the source file."""
+    return schema.validate_batch(batch, **kwargs).assign(path=batch["path"].to_numpy())
+
+
 def read_validated(config: IngestConfig) -> pd.DataFrame:
     """All input rows in canonical types, each tagged with its quarantine reason."""
     from graphtrain.ray_env import ensure_ray
@@ -88,9 +93,8 @@ def read_validated(config: IngestConfig) -> pd.DataFrame:
     for fmt, paths in expand_inputs(config.inputs).items():
         ds = _read(fmt, paths)
         schema.check_columns(ds.columns(), domain_override=config.domain, where=f"{fmt} inputs {paths[:3]}")
-        validate = partial(schema.validate_batch, domain_override=config.domain, allowed_domains=allowed)
-        keep_path = lambda batch: validate(batch).assign(path=batch["path"].to_numpy())  # noqa: E731
-        frames.append(ds.map_batches(keep_path, batch_format="pandas").to_pandas())
+        validate = partial(_validate_keeping_path, domain_override=config.domain, allowed_domains=allowed)
+        frames.append(ds.map_batches(validate, batch_format="pandas").to_pandas())
     return pd.concat(frames, ignore_index=True)
 
 

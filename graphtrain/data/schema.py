@@ -54,22 +54,24 @@ def _ids(values: pd.Series) -> tuple[pd.Series, np.ndarray]:
 
 
 def _timestamps(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
-    """int64 seconds; mask of values that are present but unparsable."""
+    """int64 seconds; mask of values that are missing or unparsable.
+
+    Accepts datetimes, numbers (seconds) and text holding either (ISO 8601 dates).
+    """
     if pd.api.types.is_datetime64_any_dtype(values):
-        ts = values.dt.tz_localize(None) if getattr(values.dt, "tz", None) else values
-        seconds = ts.astype("int64") // 10**9
-        bad = values.isna().to_numpy()
-        return np.where(bad, 0, seconds.to_numpy()), bad
-    numeric = pd.to_numeric(values, errors="coerce")
-    text_like = values.dtype == object or pd.api.types.is_string_dtype(values)
-    if text_like:
-        # ISO strings are allowed too.
-        parsed = pd.to_datetime(values.where(numeric.isna()), errors="coerce", utc=True, format="mixed")
-        from_text = (parsed.astype("int64") // 10**9).where(parsed.notna())
-        numeric = numeric.fillna(from_text)
-    bad = numeric.isna().to_numpy() & values.notna().to_numpy()
-    bad |= values.isna().to_numpy()
-    return np.nan_to_num(numeric.to_numpy(dtype="float64"), nan=0.0).astype("int64"), bad
+        seconds = (values - pd.Timestamp(0, tz=getattr(values.dt, "tz", None))) // pd.Timedelta(seconds=1)
+        numeric = seconds.to_numpy(dtype="float64", na_value=np.nan)
+    elif pd.api.types.is_numeric_dtype(values):
+        numeric = values.to_numpy(dtype="float64", na_value=np.nan)
+    else:
+        # Text of any flavour (object, pandas string, Arrow string): numbers first, then dates.
+        text = values.astype("string")
+        number = pd.to_numeric(text, errors="coerce").astype("Float64")
+        parsed = pd.to_datetime(text.where(number.isna()), errors="coerce", utc=True, format="mixed")
+        from_dates = (parsed - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(seconds=1)
+        numeric = number.fillna(from_dates.astype("Float64")).to_numpy(dtype="float64", na_value=np.nan)
+    bad = np.isnan(numeric)
+    return np.where(bad, 0, numeric).astype("int64"), bad
 
 
 def validate_batch(

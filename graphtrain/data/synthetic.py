@@ -67,7 +67,7 @@ def _domain_logs(spec: SyntheticSpec, domain: str, users: np.ndarray, user_clust
     for u, c, n in zip(users, user_cluster, counts):
         n = min(n, n_items)
         in_cluster = rng.random(n) < spec.cluster_affinity
-        k = int(in_cluster.sum())
+        k = min(int(in_cluster.sum()), int((cluster_p[c] > 0).sum()))
         picked = set(rng.choice(n_items, size=k, replace=False, p=cluster_p[c]).tolist()) if k else set()
         while len(picked) < n:
             picked.add(int(rng.choice(n_items, p=global_p)))

@@ -8,6 +8,7 @@ models can translate between the two id spaces.
 from __future__ import annotations
 
 import os
+import uuid
 
 import numpy as np
 
@@ -18,9 +19,9 @@ from graphtrain.graph.build import train_graph
 from graphtrain.graph.dgl_compat import import_dgl
 from graphtrain.graph.names import etype_key
 
-GRAPH_NAME = "graphtrain"
 ID_MAPPING = "id_mapping.npz"
-PART_CONFIG = f"{GRAPH_NAME}.json"
+PART_CONFIG = "graph.json"
+INFO = "graphtrain_partition.json"
 
 
 def partition(config: PartitionConfig) -> dict:
@@ -28,10 +29,13 @@ def partition(config: PartitionConfig) -> dict:
     dgl = import_dgl()
     dataset = Dataset.load(config.dataset)
     graph = train_graph(dataset)
+    # DGL servers publish their partition in shared memory under the graph name:
+    # a name unique to this artifact keeps runs on one machine from colliding.
+    graph_name = f"graphtrain-{uuid.uuid4().hex[:12]}"
     with storage.atomic_artifact(config.output) as staging:
         node_map, edge_map = dgl.distributed.partition_graph(
             graph,
-            GRAPH_NAME,
+            graph_name,
             config.num_parts,
             staging,
             part_method=config.method,
@@ -41,11 +45,18 @@ def partition(config: PartitionConfig) -> dict:
         arrays = {f"node:{nt}": node_map[nt].numpy() for nt in graph.ntypes}
         arrays.update({f"edge:{etype_key(et)}": edge_map[et].numpy() for et in graph.canonical_etypes})
         np.savez(os.path.join(staging, ID_MAPPING), **arrays)
+        os.rename(os.path.join(staging, f"{graph_name}.json"), os.path.join(staging, PART_CONFIG))
         storage.write_json(
-            os.path.join(staging, "graphtrain_partition.json"),
-            {"num_parts": config.num_parts, "method": config.method, "dataset": config.dataset},
+            os.path.join(staging, INFO),
+            {"graph_name": graph_name, "num_parts": config.num_parts, "method": config.method, "dataset": config.dataset},
         )
     return {"num_parts": config.num_parts, "method": config.method, "num_edges": int(graph.num_edges())}
+
+
+def read_info(partitions_uri: str) -> dict:
+    """``{"graph_name", "num_parts", "method", "dataset"}`` of a partition artifact."""
+    storage.require_artifact(partitions_uri, "partition")
+    return storage.read_json(storage.join(partitions_uri, INFO))
 
 
 class IdMapping:

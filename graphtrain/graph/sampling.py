@@ -31,6 +31,9 @@ class GraphSource(Protocol):
 
     def edges_to_graph(self, etype: Etype, ids: np.ndarray) -> np.ndarray: ...
 
+    def seed(self, value: int) -> None:
+        """Seed the sampling RNG where it runs in this process."""
+
 
 class LocalGraphSource:
     """An in-process DGL heterograph whose ids are the dataset's."""
@@ -50,6 +53,9 @@ class LocalGraphSource:
 
     def edges_to_graph(self, etype, ids):
         return ids
+
+    def seed(self, value):
+        self._dgl.seed(value)
 
 
 class DistGraphSource:
@@ -71,6 +77,9 @@ class DistGraphSource:
 
     def edges_to_graph(self, etype, ids):
         return self.mapping.edges_to_partition(etype, ids)
+
+    def seed(self, value):
+        """Neighbours are drawn by the graph servers' own RNG; nothing to seed here."""
 
 
 @dataclass(frozen=True)

@@ -40,6 +40,12 @@ def _free_port(ip: str) -> int:
         return sock.getsockname()[1]
 
 
+def shares_hosts(ip_config: str) -> bool:
+    """True when two partitions' servers run on one host (then no shared memory)."""
+    hosts = [line.split()[0] for line in ip_config.splitlines() if line.strip()]
+    return len(set(hosts)) < len(hosts)
+
+
 def node_ip() -> str:
     """The address Ray registered for this node (127.0.0.1 for a loopback-only
     local instance; the node's cluster address otherwise)."""
@@ -84,6 +90,7 @@ class GraphServerActor:
             "DGL_IP_CONFIG": config_path,
             "DGL_CONF_PATH": os.path.join(self.partitions_dir, PART_CONFIG),
             "DGL_GRAPH_FORMAT": "csc",
+            "GRAPHTRAIN_SHARED_MEM": "0" if shares_hosts(ip_config) else "1",
         }
         log = open(self.log_path, "w")
         self.process = subprocess.Popen(

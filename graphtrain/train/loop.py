@@ -114,6 +114,7 @@ def train_worker(
     ``max_steps`` caps steps per epoch (benchmarks).
     """
     torch.manual_seed(config.seed)
+    source.seed(config.seed + rank)
     device = pick_device(config.gpu)
     model = MigrationGNN(config.model, dataset.num_nodes, config.source_domain, config.target_domain)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)

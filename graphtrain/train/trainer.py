@@ -9,25 +9,15 @@ output resumes from the last checkpoint (Ray Train restores the run by name).
 from __future__ import annotations
 
 import json
-import os
 import tempfile
 import time
 
 from graphtrain import storage
 from graphtrain.config import TrainConfig
-from graphtrain.graph.partition import GRAPH_NAME
 from graphtrain.ray_env import ensure_ray
 from graphtrain.train import checkpoint
 
 RUN_NAME = "train"
-DGL_CLIENT_ENV = {
-    "DGL_ROLE": "client",
-    "DGL_DIST_MODE": "distributed",
-    "DGL_NUM_SERVER": "1",
-    "DGL_NUM_SAMPLER": "0",
-    # Fail within ~60 s (20 tries x 3 s) when a server is unreachable, not after 50 min.
-    "DGL_DIST_MAX_TRY_TIMES": "20",
-}
 
 
 def ray_train_loop(loop_config: dict) -> None:
@@ -36,25 +26,14 @@ def ray_train_loop(loop_config: dict) -> None:
     from ray.train import Checkpoint
 
     from graphtrain.data.dataset import Dataset
-    from graphtrain.graph.dgl_compat import import_dgl
-    from graphtrain.graph.partition import IdMapping
-    from graphtrain.graph.sampling import DistGraphSource
+    from graphtrain.graph.client import dist_graph_client
     from graphtrain.train.loop import train_worker
 
     config: TrainConfig = loop_config["config"]
     context = ray.train.get_context()
     rank, world_size = context.get_world_rank(), context.get_world_size()
 
-    os.environ.update(DGL_CLIENT_ENV)
-    workdir = tempfile.mkdtemp(prefix="graphtrain-client-")
-    ip_config = os.path.join(workdir, "ip_config.txt")
-    with open(ip_config, "w") as f:
-        f.write(loop_config["ip_config"])
-    dgl = import_dgl()
-    dgl.distributed.initialize(ip_config)
-    try:
-        graph = dgl.distributed.DistGraph(GRAPH_NAME)
-        source = DistGraphSource(graph, IdMapping.load(storage.materialize(config.partitions)))
+    with dist_graph_client(loop_config["ip_config"], config.partitions) as source:
         dataset = Dataset.load(config.dataset)
 
         def report(epoch, metrics, model, optimizer, history):
@@ -74,8 +53,6 @@ def ray_train_loop(loop_config: dict) -> None:
                 return checkpoint.load_progress(directory, model, optimizer)
 
         train_worker(config, dataset, source, rank=rank, world_size=world_size, report=report, resume=resume)
-    finally:
-        dgl.distributed.exit_client()
 
 
 def train(config: TrainConfig) -> dict:
@@ -83,11 +60,11 @@ def train(config: TrainConfig) -> dict:
     from ray.train import CheckpointConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
+    from graphtrain.graph.partition import read_info
     from graphtrain.graph.servers import GraphServerGroup
 
     ensure_ray()
-    storage.require_artifact(config.partitions, "partition")
-    parts = storage.read_json(storage.join(config.partitions, "graphtrain_partition.json"))["num_parts"]
+    parts = read_info(config.partitions)["num_parts"]
     storage_path = storage.local_path(config.output) if storage.is_local(config.output) else config.output
     started = time.perf_counter()
     with GraphServerGroup(config.partitions, parts, num_clients=config.workers) as servers:

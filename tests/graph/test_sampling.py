@@ -1,0 +1,80 @@
+import numpy as np
+import torch
+
+from graphtrain.graph.build import train_graph
+from graphtrain.graph.names import USER, forward_etype, item_type, reverse_etype
+from graphtrain.graph.sampling import EdgeBatch, EdgeBatchSampler, LocalGraphSource
+from graphtrain.train.loop import TrainEdges
+
+
+def _sampler(dataset, fanouts=(5, 5), negatives=2):
+    source = LocalGraphSource(train_graph(dataset))
+    num_items = {d: dataset.num_items(d) for d in dataset.domains}
+    return source, EdgeBatchSampler(source, dataset.domains, num_items, fanouts, negatives)
+
+
+def _first_batch(dataset, size=64):
+    edges = TrainEdges.from_dataset(dataset)
+    shard = edges.shard(0, 1, epoch=0, seed=0)
+    rows = slice(0, size)
+    return EdgeBatch(shard.domain[rows], shard.users[rows], shard.items[rows], shard.edge_ids[rows])
+
+
+def test_sampled_edges_are_true_neighbours_and_exclude_the_batch(tiny_dataset):
+    source, sampler = _sampler(tiny_dataset)
+    batch = _first_batch(tiny_dataset)
+    mb = sampler.sample(batch, np.random.default_rng(0))
+    assert len(mb.layers) == 2
+    train = tiny_dataset.edges[tiny_dataset.edges["split"] == "train"]
+    true_pairs = {d: set(zip(p["user_idx"], p["item_idx"])) for d, p in train.groupby("domain")}
+    banned = {(tiny_dataset.domains[d], u, i) for d, u, i in zip(batch.domain, batch.users, batch.items)}
+    # Node ids of every layer, from the input layer upwards (dst = prefix of src).
+    nodes = {nt: ids.numpy() for nt, ids in mb.input_nodes.items()}
+    for layer in mb.layers:
+        for (src_t, _, dst_t), (src, dst) in layer.edges.items():
+            assert int(dst.max()) < layer.num_dst[dst_t]
+            s_ids, d_ids = nodes[src_t][src.numpy()], nodes[dst_t][dst.numpy()]
+            if src_t == USER:
+                domain = dst_t.split("@")[1]
+                pairs = zip(s_ids, d_ids)
+            else:
+                domain = src_t.split("@")[1]
+                pairs = zip(d_ids, s_ids)
+            for u, i in pairs:
+                assert (u, i) in true_pairs[domain]
+                assert (domain, u, i) not in banned
+        nodes = {nt: ids[: layer.num_dst.get(nt, 0)] for nt, ids in nodes.items()}
+
+
+def test_pairs_point_at_the_batch_edges_and_negatives_are_in_range(tiny_dataset):
+    _, sampler = _sampler(tiny_dataset)
+    batch = _first_batch(tiny_dataset)
+    mb = sampler.sample(batch, np.random.default_rng(0))
+    out_nodes = {nt: ids[: mb.layers[-1].num_dst.get(nt, 0)] for nt, ids in mb.input_nodes.items()}
+    assert mb.num_seeds == len(batch.users)
+    for d_idx, domain in enumerate(tiny_dataset.domains):
+        rows = batch.domain == d_idx
+        pairs = mb.pairs[domain]
+        assert np.array_equal(out_nodes[USER][pairs.users].numpy(), batch.users[rows])
+        assert np.array_equal(out_nodes[item_type(domain)][pairs.pos_items].numpy(), batch.items[rows])
+        negatives = out_nodes[item_type(domain)][pairs.neg_items]
+        assert negatives.shape == (rows.sum(), 2)
+        assert int(negatives.max()) < tiny_dataset.num_items(domain)
+
+
+def test_forward_and_reverse_edges_share_ids(tiny_dataset):
+    g = train_graph(tiny_dataset)
+    for domain in tiny_dataset.domains:
+        u, i = g.edges(etype=forward_etype(domain), order="eid")
+        ri, ru = g.edges(etype=reverse_etype(domain), order="eid")
+        assert torch.equal(u, ru) and torch.equal(i, ri)
+
+
+def test_shards_cover_every_edge_once_and_have_equal_length(tiny_dataset):
+    edges = TrainEdges.from_dataset(tiny_dataset)
+    shards = [edges.shard(r, 3, epoch=1, seed=0) for r in range(3)]
+    assert len({len(s.users) for s in shards}) == 1
+    seen = set()
+    for s in shards:
+        seen |= set(zip(s.domain, s.edge_ids))
+    assert len(seen) == len(edges.users)

@@ -1,0 +1,87 @@
+"""DGL graph servers started by Ray actors, sampled by a DistGraph client in a Ray task."""
+
+import numpy as np
+import pytest
+
+from graphtrain.config import PartitionConfig
+from graphtrain.errors import GraphServerError
+from graphtrain.graph.partition import partition
+from graphtrain.graph.servers import GraphServerGroup
+
+pytestmark = pytest.mark.usefixtures("ray_session")
+
+
+def _sample_through_servers(ip_config, partitions, dataset_uri):
+    """Runs in a fresh Ray worker process: sample every train edge's neighbourhood once."""
+    from graphtrain.data.dataset import Dataset
+    from graphtrain.graph.client import dist_graph_client
+    from graphtrain.graph.names import USER
+    from graphtrain.graph.sampling import EdgeBatch, EdgeBatchSampler
+    from graphtrain.train.loop import TrainEdges
+
+    dataset = Dataset.load(dataset_uri)
+    found = []
+    with dist_graph_client(ip_config, partitions) as source:
+        num_items = {d: dataset.num_items(d) for d in dataset.domains}
+        sampler = EdgeBatchSampler(source, dataset.domains, num_items, fanouts=[4], num_negatives=1)
+        edges = TrainEdges.from_dataset(dataset)
+        shard = edges.shard(0, 1, epoch=0, seed=0)
+        rng = np.random.default_rng(0)
+        for begin in range(0, 256, 64):
+            rows = slice(begin, begin + 64)
+            mb = sampler.sample(EdgeBatch(shard.domain[rows], shard.users[rows], shard.items[rows], shard.edge_ids[rows]), rng)
+            layer = mb.layers[0]
+            for (src_t, _, dst_t), (src, dst) in layer.edges.items():
+                s_ids = mb.input_nodes[src_t][src].numpy()
+                d_ids = mb.input_nodes[dst_t][dst].numpy()
+                if src_t == USER:
+                    found += [(dst_t.split("@")[1], int(u), int(i)) for u, i in zip(s_ids, d_ids)]
+                else:
+                    found += [(src_t.split("@")[1], int(u), int(i)) for u, i in zip(d_ids, s_ids)]
+    return found
+
+
+@pytest.mark.parametrize("num_parts", [1, 2])
+def test_distgraph_samples_true_neighbours(ray_session, tiny_dataset_uri, tiny_dataset, tmp_path, num_parts):
+    parts = str(tmp_path / "partitions")
+    partition(PartitionConfig(dataset=tiny_dataset_uri, output=parts, num_parts=num_parts, method="random"))
+    client = ray_session.remote(num_cpus=1, max_calls=1)(_sample_through_servers)
+    with GraphServerGroup(parts, num_parts, num_clients=1) as group:
+        assert all(h["running"] for h in group.health())
+        assert len(group.ip_config.splitlines()) == num_parts
+        assert all(line.startswith("127.0.0.1 ") for line in group.ip_config.splitlines())
+        found = ray_session.get(client.remote(group.ip_config, parts, tiny_dataset_uri), timeout=120)
+        pids = [h["pid"] for h in group.health()]
+    train = tiny_dataset.edges[tiny_dataset.edges["split"] == "train"]
+    truth = set(zip(train["domain"], train["user_idx"], train["item_idx"]))
+    assert len(found) > 500
+    assert set(found) <= truth
+    _assert_gone(pids)
+
+
+def _assert_gone(pids):
+    import os
+    import time
+
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        alive = [p for p in pids if os.path.exists(f"/proc/{p}") and "zombie" not in open(f"/proc/{p}/status").read().lower()]
+        if not alive:
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"graph server processes still running: {alive}")
+
+
+def test_server_that_cannot_start_fails_fast_with_its_log(tmp_path):
+    broken = tmp_path / "partitions"
+    broken.mkdir()
+    (broken / "graphtrain.json").write_text("{not json")
+    (broken / "id_mapping.npz").write_bytes(b"")
+    import time
+
+    started = time.monotonic()
+    with pytest.raises(GraphServerError) as err:
+        with GraphServerGroup(str(broken), 1, num_clients=1):
+            pass
+    assert time.monotonic() - started < 60
+    assert "exited with code" in str(err.value)

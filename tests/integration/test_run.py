@@ -1,0 +1,74 @@
+"""`graphtrain run` on generated data through the demo's code path, then Ray Serve over HTTP."""
+
+import json
+import os
+import socket
+import urllib.error
+import urllib.parse
+
+import pytest
+
+from graphtrain.config import ModelConfig, RunConfig, ServeConfig
+from graphtrain.data.synthetic import SyntheticSpec, generate, source_only_users, write_logs
+from graphtrain.data.dataset import Dataset
+from graphtrain.pipeline import http_get_json, run, warm_test_user
+
+pytestmark = pytest.mark.integration
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_run_then_serve_over_http(ray_session, tmp_path):
+    spec = SyntheticSpec(num_users=800, items_per_domain=200, seed=11)
+    logs = generate(spec)
+    raw = tmp_path / "raw"
+    write_logs(logs, str(raw))
+    workdir = tmp_path / "work"
+    report = run(
+        RunConfig(
+            inputs=[str(raw)], source_domain="books", target_domain="movies", workdir=str(workdir),
+            workers=2, epochs=3, num_parts=1, model=ModelConfig(embedding_dim=32),
+        ),
+        log=lambda *_: None,
+    )
+    for name in ("dataset", "partitions", "checkpoints", "model", "reports"):
+        assert (workdir / name).is_dir(), name
+    on_disk = json.loads((workdir / "reports" / "report.json").read_text())
+    assert set(on_disk["models"]) == {"graphtrain", "popularity"}
+    assert on_disk["train"]["epochs"] == 3 and on_disk["train"]["workers"] == 2
+    models = report["models"]
+    assert models["graphtrain"]["cold"]["ndcg@10"] > models["popularity"]["cold"]["ndcg@10"], models
+    assert (workdir / "reports" / "metrics.png").stat().st_size > 0
+    epochs = sorted(p for p in os.listdir(workdir / "checkpoints" / "train") if p.startswith("epoch_"))
+    assert epochs == ["epoch_0000", "epoch_0001", "epoch_0002"]
+
+    from graphtrain.serve import app
+
+    base = app.start(ServeConfig(model=str(workdir / "model"), port=_free_port()))
+    try:
+        assert http_get_json(f"{base}/health")["status"] == "ok"
+        cold_user = source_only_users(logs, "books", "movies")[0]
+        dataset = Dataset.load(str(workdir / "dataset"))
+        warm_user = warm_test_user(dataset, "movies")
+        answers = {}
+        for user in (warm_user, cold_user, "nobody"):
+            query = urllib.parse.urlencode({"user_id": user, "k": 7, "domain": "movies"})
+            answers[user] = http_get_json(f"{base}/recommend?{query}")
+        assert answers[warm_user]["strategy"] == "personalised", answers[warm_user]
+        assert answers[cold_user]["strategy"] == "transfer"
+        assert answers["nobody"]["strategy"] == "popularity"
+        assert all(len(a["items"]) == 7 for a in answers.values())
+        user_idx = dataset.users.set_index("user_id").loc[warm_user, "user_idx"]
+        users, items = dataset.split_edges("train", "movies")
+        item_ids = dataset.items[dataset.items["domain"] == "movies"].set_index("item_idx")["item_id"]
+        trained_on = set(item_ids[items[users == user_idx]])
+        assert trained_on and not trained_on & {i["item_id"] for i in answers[warm_user]["items"]}
+        with pytest.raises(urllib.error.HTTPError) as err:
+            http_get_json(f"{base}/recommend?user_id=x&domain=games")
+        assert err.value.code == 404
+    finally:
+        app.stop()

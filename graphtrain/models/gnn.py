@@ -61,6 +61,12 @@ class MigrationGNN(nn.Module):
             self.weights = nn.ModuleList(
                 nn.ModuleDict({nt: nn.Linear(dim, dim) for nt in self.num_nodes}) for _ in range(config.num_layers)
             )
+            # Start at W = I (the LightGCN special case) and learn the deviation:
+            # random W shrinks and scrambles embeddings and trains several times slower.
+            for layer in self.weights:
+                for linear in layer.values():
+                    nn.init.eye_(linear.weight)
+                    nn.init.zeros_(linear.bias)
         self.transfer = None
         if config.transfer:
             self.transfer = nn.Sequential(

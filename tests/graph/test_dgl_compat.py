@@ -27,13 +27,13 @@ def test_graphbolt_stub_is_an_ordinary_module():
     assert not isinstance(object(), stub.FusedCSCSamplingGraph)
 
 
-def _toy_graph():
+def _toy_graph(num_users=4, num_items=3, edges=((0, 0), (0, 1), (1, 1), (2, 2), (3, 0), (3, 2))):
     dgl = import_dgl()
-    users = torch.tensor([0, 0, 1, 2, 3, 3])
-    items = torch.tensor([0, 1, 1, 2, 0, 2])
+    users = torch.tensor([u for u, _ in edges])
+    items = torch.tensor([i for _, i in edges])
     return dgl.heterograph(
         {("user", "rates@a", "item@a"): (users, items), ("item@a", "rated_by@a", "user"): (items, users)},
-        num_nodes_dict={"user": 4, "item@a": 3},
+        num_nodes_dict={"user": num_users, "item@a": num_items},
     )
 
 
@@ -51,7 +51,10 @@ def test_heterograph_and_sampling_return_true_neighbours():
 @pytest.mark.parametrize("num_parts,method", [(1, "metis"), (2, "random"), (2, "metis")])
 def test_partition_graph_returns_a_permutation(tmp_path, num_parts, method):
     dgl = import_dgl()
-    g = _toy_graph()
+    dgl.seed(0)
+    rng = np.random.default_rng(0)
+    # Big enough that a random split leaves nodes of every type in every part.
+    g = _toy_graph(60, 30, [(u, int(i)) for u in range(60) for i in rng.choice(30, 3, replace=False)])
     node_map, edge_map = dgl.distributed.partition_graph(
         g, "toy", num_parts, str(tmp_path), part_method=method, balance_edges=True, return_mapping=True
     )

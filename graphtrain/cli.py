@@ -32,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--epochs", type=int, default=5)
     p.add_argument("--num-parts", type=int, default=1)
+    p.add_argument("--partition-method", choices=("metis", "random"), default="metis")
     p.add_argument("--cold-start-fraction", type=float, default=0.2)
     p.add_argument("--batch-size", type=int, default=1024)
     p.add_argument("--fanouts", type=_fanouts, default=(10, 10), help="per layer, e.g. 10,10")
@@ -85,6 +86,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def config_from_args(cls, args: argparse.Namespace, **values):
+    """Build a config dataclass from the parsed flags of the same names (+ ``values``)."""
+    import dataclasses
+
+    names = {f.name for f in dataclasses.fields(cls)}
+    given = {k: v for k, v in vars(args).items() if k in names}
+    return cls(**{**given, **values})
+
+
 def dispatch(args: argparse.Namespace) -> None:
     from graphtrain import config as cfg
 
@@ -95,61 +105,20 @@ def dispatch(args: argparse.Namespace) -> None:
     elif args.command == "run":
         from graphtrain.pipeline import run
 
-        run(
-            cfg.RunConfig(
-                inputs=args.input,
-                source_domain=args.source_domain,
-                target_domain=args.target_domain,
-                workdir=args.workdir,
-                workers=args.workers,
-                epochs=args.epochs,
-                num_parts=args.num_parts,
-                cold_start_fraction=args.cold_start_fraction,
-                batch_size=args.batch_size,
-                fanouts=args.fanouts,
-                seed=args.seed,
-                gpu=args.gpu,
-            )
-        )
+        run(config_from_args(cfg.RunConfig, args, inputs=args.input))
     elif args.command == "ingest":
         from graphtrain.data.ingest import format_summary, ingest
 
-        meta = ingest(
-            cfg.IngestConfig(
-                inputs=args.input,
-                output=args.output,
-                domain=args.domain,
-                source_domain=args.source_domain,
-                target_domain=args.target_domain,
-                cold_start_fraction=args.cold_start_fraction,
-                split=args.split,
-                strict=args.strict,
-                seed=args.seed,
-            )
-        )
+        meta = ingest(config_from_args(cfg.IngestConfig, args, inputs=args.input))
         print(format_summary(meta))
     elif args.command == "partition":
         from graphtrain.graph.partition import partition
 
-        print(json.dumps(partition(cfg.PartitionConfig(args.dataset, args.output, args.num_parts, args.method))))
+        print(json.dumps(partition(config_from_args(cfg.PartitionConfig, args))))
     elif args.command == "train":
         from graphtrain.train.trainer import train
 
-        result = train(
-            cfg.TrainConfig(
-                dataset=args.dataset,
-                partitions=args.partitions,
-                output=args.output,
-                source_domain=args.source_domain,
-                target_domain=args.target_domain,
-                workers=args.workers,
-                epochs=args.epochs,
-                batch_size=args.batch_size,
-                fanouts=args.fanouts,
-                seed=args.seed,
-                gpu=args.gpu,
-            )
-        )
+        result = train(config_from_args(cfg.TrainConfig, args))
         print(json.dumps(result, indent=2, default=str))
     elif args.command == "export":
         from graphtrain.models.export import export
@@ -159,9 +128,9 @@ def dispatch(args: argparse.Namespace) -> None:
     elif args.command == "evaluate":
         from graphtrain.eval.evaluate import evaluate, format_table
 
-        print(format_table(evaluate(cfg.EvalConfig(dataset=args.dataset, model=args.model, output=args.output))))
+        print(format_table(evaluate(config_from_args(cfg.EvalConfig, args))))
     elif args.command == "serve":
-        _serve(cfg.ServeConfig(model=args.model, host=args.host, port=args.port))
+        _serve(config_from_args(cfg.ServeConfig, args))
 
 
 def _serve(config) -> None:

@@ -68,6 +68,24 @@ class Dataset:
 
         return {USER: self.num_users, **{item_type(d): self.num_items(d) for d in self.domains}}
 
+    def train_edge_index(self) -> dict:
+        """Train edges per canonical edge type as (src, dst) int64 tensors.
+
+        Edge ``k`` of ``rates@d`` and of ``rated_by@d`` is the k-th train edge of
+        domain ``d`` in the dataset's edge order: forward and reverse share an id.
+        """
+        import torch
+
+        from graphtrain.graph.names import forward_etype, reverse_etype
+
+        index = {}
+        for domain in self.domains:
+            users, items = self.split_edges("train", domain)
+            u, i = torch.from_numpy(users.copy()), torch.from_numpy(items.copy())
+            index[forward_etype(domain)] = (u, i)
+            index[reverse_etype(domain)] = (i, u)
+        return index
+
     def split_edges(self, split: str, domain: str) -> tuple[np.ndarray, np.ndarray]:
         """(user_idx, item_idx) of one split in one domain."""
         rows = self.edges[(self.edges["split"] == split) & (self.edges["domain"] == domain)]

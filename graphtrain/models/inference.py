@@ -6,20 +6,13 @@ import torch
 
 from graphtrain.data.dataset import Dataset
 from graphtrain.graph.batch import LayerEdges
-from graphtrain.graph.names import forward_etype, reverse_etype
 from graphtrain.models.gnn import MigrationGNN
 
 
 def full_graph_layers(dataset: Dataset, num_layers: int) -> list[LayerEdges]:
     """The whole training graph as ``num_layers`` identical layers (all nodes are
     sources and destinations), in the plain-tensor form the model takes."""
-    edges = {}
-    for domain in dataset.domains:
-        users, items = dataset.split_edges("train", domain)
-        u, i = torch.from_numpy(users.copy()), torch.from_numpy(items.copy())
-        edges[forward_etype(domain)] = (u, i)
-        edges[reverse_etype(domain)] = (i, u)
-    layer = LayerEdges(edges, dict(dataset.num_nodes))
+    layer = LayerEdges(dataset.train_edge_index(), dict(dataset.num_nodes))
     return [layer] * num_layers
 
 

@@ -1,0 +1,25 @@
+from graphtrain import config as cfg
+from graphtrain.cli import build_parser, config_from_args, main
+
+
+def test_run_flags_map_onto_the_run_config():
+    args = build_parser().parse_args(
+        ["run", "--input", "a", "--input", "b", "--source-domain", "books", "--target-domain", "movies",
+         "--workdir", "w", "--workers", "3", "--fanouts", "5,4", "--num-parts", "2", "--partition-method", "random"]
+    )
+    run = config_from_args(cfg.RunConfig, args, inputs=args.input)
+    assert run.inputs == ["a", "b"] and run.workers == 3 and run.fanouts == (5, 4)
+    assert run.num_parts == 2 and run.partition_method == "random"
+
+
+def test_bad_value_exits_2_naming_field_value_and_fix(capsys):
+    code = main(["partition", "--dataset", "d", "--output", "o", "--num-parts", "0"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "num_parts=0" in err and "must be > 0" in err
+
+
+def test_missing_artifact_says_which_stage_makes_it(tmp_path, capsys):
+    code = main(["export", "--dataset", str(tmp_path / "none"), "--checkpoint", str(tmp_path), "--output", str(tmp_path / "m")])
+    assert code == 2
+    assert "graphtrain ingest" in capsys.readouterr().err

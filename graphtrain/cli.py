@@ -9,11 +9,23 @@ import argparse
 import json
 import sys
 
+from graphtrain.config import SPLITS
 from graphtrain.errors import GraphtrainError
 
 
 def _fanouts(text: str) -> tuple[int, ...]:
     return tuple(int(x) for x in text.split(","))
+
+
+def _floats(text: str) -> tuple[float, ...]:
+    return tuple(float(x) for x in text.split(","))
+
+
+def _key_value(text: str) -> tuple[str, object]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected KEY=VALUE")
+    return key, {"true": True, "false": False}.get(value.lower(), value)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -46,7 +58,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--source-domain")
     p.add_argument("--target-domain")
     p.add_argument("--cold-start-fraction", type=float, default=0.2)
-    p.add_argument("--split", choices=("leave-one-out", "column"), default="leave-one-out")
+    p.add_argument("--split", choices=SPLITS, default="auto", help="auto: the split column if every row has one, else leave-one-out")
+    p.add_argument("--split-fractions", type=_floats, default=(0.8, 0.1, 0.1), help="train,valid,test for ratio/temporal")
+    p.add_argument("--dedupe", choices=("latest", "sum"), default="latest", help="repeated (user, item, domain) rows")
+    p.add_argument("--min-interactions", type=int, default=0, help="k-core filter (0: off)")
+    p.add_argument("--id-maps", help="an earlier dataset URI whose user/item indices must be kept")
+    p.add_argument(
+        "--storage-option", dest="storage_options", action="append", type=_key_value, default=[],
+        help="filesystem option KEY=VALUE, e.g. endpoint_override=127.0.0.1:9000 (repeatable)",
+    )
     p.add_argument("--strict", action="store_true", help="fail on any bad row instead of quarantining it")
     p.add_argument("--seed", type=int, default=0)
 
@@ -109,7 +129,8 @@ def dispatch(args: argparse.Namespace) -> None:
     elif args.command == "ingest":
         from graphtrain.data.ingest import format_summary, ingest
 
-        meta = ingest(config_from_args(cfg.IngestConfig, args, inputs=args.input))
+        options = dict(args.storage_options)
+        meta = ingest(config_from_args(cfg.IngestConfig, args, inputs=args.input, storage_options=options))
         print(format_summary(meta))
     elif args.command == "partition":
         from graphtrain.graph.partition import partition

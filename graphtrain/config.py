@@ -15,6 +15,7 @@ from typing import Optional, Sequence
 from graphtrain.errors import ConfigError
 
 DOMAIN_NAME = re.compile(r"^[A-Za-z0-9_\-]+$")
+SPLITS = ("auto", "column", "leave-one-out", "ratio", "temporal")
 
 
 def _positive(name: str, value: int | float) -> None:
@@ -43,8 +44,14 @@ class IngestConfig:
     target_domain: Optional[str] = None
     domain: Optional[str] = None  # stands in for a missing `domain` column
     strict: bool = False
-    split: str = "leave-one-out"  # or "column" (honour the `split` column only)
+    # "auto": honour a `split` column when every row has one, else leave-one-out.
+    split: str = "auto"
+    split_fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)  # for "ratio" and "temporal"
     cold_start_fraction: float = 0.2
+    dedupe: str = "latest"  # or "sum": keep the latest row, summing repeated weights
+    min_interactions: int = 0  # k-core filter; 0 or 1 = off
+    id_maps: Optional[str] = None  # an earlier dataset whose indices must be kept
+    storage_options: dict = field(default_factory=dict)  # pyarrow/fsspec filesystem options
     seed: int = 0
 
     def __post_init__(self):
@@ -61,9 +68,17 @@ class IngestConfig:
             )
         if self.source_domain is not None and self.source_domain == self.target_domain:
             raise ConfigError("target_domain", self.target_domain, "must differ from source_domain")
-        if self.split not in ("leave-one-out", "column"):
-            raise ConfigError("split", self.split, "use 'leave-one-out' or 'column'")
+        if self.split not in SPLITS:
+            raise ConfigError("split", self.split, f"use one of {SPLITS}")
+        fractions = tuple(float(f) for f in self.split_fractions)
+        if len(fractions) != 3 or min(fractions) < 0 or abs(sum(fractions) - 1.0) > 1e-6:
+            raise ConfigError("split_fractions", self.split_fractions, "give three non-negative fractions summing to 1")
+        object.__setattr__(self, "split_fractions", fractions)
         _fraction("cold_start_fraction", self.cold_start_fraction)
+        if self.dedupe not in ("latest", "sum"):
+            raise ConfigError("dedupe", self.dedupe, "use 'latest' or 'sum'")
+        if self.min_interactions < 0:
+            raise ConfigError("min_interactions", self.min_interactions, "must be >= 0 (0 turns the k-core filter off)")
 
 
 @dataclass(frozen=True)

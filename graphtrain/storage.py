@@ -45,38 +45,49 @@ def join(uri: str, *parts: str) -> str:
 
 
 def filesystem(uri: str, storage_options: dict | None = None) -> tuple[pafs.FileSystem, str]:
-    """Return ``(pyarrow filesystem, path inside it)`` for any supported URI."""
+    """Return ``(pyarrow filesystem, path inside it)`` for any supported URI.
+
+    Credentials and endpoints come from the environment (``AWS_*``, ``AWS_ENDPOINT_URL``,
+    ``GOOGLE_*``) or from ``storage_options``: for s3:// the keyword arguments of
+    ``pyarrow.fs.S3FileSystem`` (``endpoint_override``, ``access_key``, ``secret_key``,
+    ``region``, ``scheme``...), for gs:// those of ``GcsFileSystem``, for other
+    protocols those of the fsspec implementation.
+    """
     if is_local(uri):
         return pafs.LocalFileSystem(), local_path(uri)
-    scheme = urlparse(uri).scheme
-    if scheme in ("s3", "gs", "gcs") and not storage_options:
-        return pafs.FileSystem.from_uri(uri)
+    parsed = urlparse(uri)
+    scheme = parsed.scheme
+    if scheme in ("s3", "gs", "gcs"):
+        if not storage_options:
+            return pafs.FileSystem.from_uri(uri)
+        cls = pafs.S3FileSystem if scheme == "s3" else pafs.GcsFileSystem
+        return cls(**storage_options), f"{parsed.netloc}{parsed.path}".rstrip("/")
     import fsspec
 
     fs, path = fsspec.core.url_to_fs(uri, **(storage_options or {}))
     return pafs.PyFileSystem(pafs.FSSpecHandler(fs)), path
 
 
-def exists(uri: str) -> bool:
-    fs, path = filesystem(uri)
+def exists(uri: str, storage_options: dict | None = None) -> bool:
+    fs, path = filesystem(uri, storage_options)
     return fs.get_file_info(path).type != pafs.FileType.NotFound
 
 
-def is_committed(uri: str) -> bool:
-    return exists(join(uri, MARKER))
+def is_committed(uri: str, storage_options: dict | None = None) -> bool:
+    return exists(join(uri, MARKER), storage_options)
 
 
-def require_artifact(uri: str, produced_by: str) -> None:
+def require_artifact(uri: str, produced_by: str, storage_options: dict | None = None) -> None:
     """Fail with a fix-it message unless ``uri`` holds a committed artifact."""
-    if not is_committed(uri):
+    if not is_committed(uri, storage_options):
         raise ArtifactError(
             f"no committed artifact at {uri!r} (missing {MARKER}); run `graphtrain {produced_by}` "
             "to produce it, or check the URI"
         )
 
 
-def read_json(uri: str) -> dict:
-    fs, path = filesystem(uri)
+def read_json(uri: str, storage_options: dict | None = None) -> dict:
+    fs, path = filesystem(uri, storage_options)
     with fs.open_input_stream(path) as f:
         return json.loads(f.read().decode())
 
@@ -89,7 +100,7 @@ def write_json(path: str, obj: dict) -> None:
 
 
 @contextlib.contextmanager
-def atomic_artifact(uri: str) -> Iterator[str]:
+def atomic_artifact(uri: str, storage_options: dict | None = None) -> Iterator[str]:
     """Yield a local staging directory; on success it becomes the artifact at ``uri``.
 
     Local: the staging directory sits beside the target and is renamed into place
@@ -119,7 +130,7 @@ def atomic_artifact(uri: str) -> Iterator[str]:
     staging = tempfile.mkdtemp(prefix="graphtrain-artifact-")
     try:
         yield staging
-        fs, path = filesystem(uri)
+        fs, path = filesystem(uri, storage_options)
         fs.delete_dir_contents(path, missing_dir_ok=True)
         pafs.copy_files(staging, path, source_filesystem=pafs.LocalFileSystem(), destination_filesystem=fs)
         with fs.open_output_stream(f"{path}/{MARKER}"):
@@ -128,11 +139,11 @@ def atomic_artifact(uri: str) -> Iterator[str]:
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def materialize(uri: str, cache_dir: str | None = None) -> str:
+def materialize(uri: str, cache_dir: str | None = None, storage_options: dict | None = None) -> str:
     """Local directory holding the artifact at ``uri`` (downloaded if remote)."""
     if is_local(uri):
         return local_path(uri)
-    fs, path = filesystem(uri)
+    fs, path = filesystem(uri, storage_options)
     target = cache_dir or tempfile.mkdtemp(prefix="graphtrain-download-")
     pafs.copy_files(path, target, source_filesystem=fs, destination_filesystem=pafs.LocalFileSystem())
     return target

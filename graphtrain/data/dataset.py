@@ -39,9 +39,9 @@ class Dataset:
     meta: dict
 
     @classmethod
-    def load(cls, uri: str) -> "Dataset":
-        storage.require_artifact(uri, "ingest")
-        root = storage.materialize(uri)
+    def load(cls, uri: str, storage_options: dict | None = None) -> "Dataset":
+        storage.require_artifact(uri, "ingest", storage_options)
+        root = storage.materialize(uri, storage_options=storage_options)
         edges = pd.read_parquet(os.path.join(root, EDGES))
         edges["domain"] = edges["domain"].astype(str)
         return cls(

@@ -8,8 +8,10 @@ id maps, dedupes, splits and writes the artifact atomically (``storage``).
 from __future__ import annotations
 
 import os
+import time
 from collections import Counter
 from functools import partial
+from urllib.parse import urlparse
 
 import numpy as np
 import pandas as pd
@@ -18,7 +20,9 @@ import pyarrow.fs as pafs
 from graphtrain import storage
 from graphtrain.config import IngestConfig
 from graphtrain.data import dataset as layout
+from graphtrain.data import normalise as norm
 from graphtrain.data import schema, splits
+from graphtrain.data.dataset import Dataset
 from graphtrain.errors import DataContractError
 
 FORMATS = {
@@ -40,11 +44,15 @@ def _format_of(path: str) -> str | None:
     return None
 
 
-def expand_inputs(uris: tuple[str, ...]) -> dict[str, list[str]]:
-    """Group the input files by format; directories are searched recursively."""
+def expand_inputs(uris: tuple[str, ...], storage_options: dict | None = None) -> dict[str, list[str]]:
+    """Group the input files by format; directories are searched recursively.
+
+    Paths are returned inside their filesystem (no scheme), ready for Ray Data's
+    ``filesystem=`` argument.
+    """
     by_format: dict[str, list[str]] = {}
     for uri in uris:
-        fs, path = storage.filesystem(uri)
+        fs, path = storage.filesystem(uri, storage_options)
         info = fs.get_file_info(path)
         if info.type == pafs.FileType.NotFound:
             raise DataContractError(f"input {uri!r} does not exist")
@@ -56,24 +64,23 @@ def expand_inputs(uris: tuple[str, ...]) -> dict[str, list[str]]:
             ]
         else:
             files = [path]
-        prefix = uri[: uri.index("://") + 3] if "://" in uri and not storage.is_local(uri) else ""
         for file in sorted(files):
             fmt = _format_of(file)
             if fmt is None:
                 if info.type == pafs.FileType.Directory:
                     continue
                 raise DataContractError(f"input {uri!r}: unknown format; use .parquet, .csv[.gz] or .jsonl[.gz]")
-            by_format.setdefault(fmt, []).append(prefix + file if prefix and not file.startswith(prefix) else file)
+            by_format.setdefault(fmt, []).append(file)
     if not by_format:
         raise DataContractError(f"no .parquet/.csv/.jsonl files found under {list(uris)}")
     return by_format
 
 
-def _read(fmt: str, paths: list[str]):
+def _read(fmt: str, paths: list[str], fs: pafs.FileSystem):
     import ray.data
 
     reader = {"parquet": ray.data.read_parquet, "csv": ray.data.read_csv, "json": ray.data.read_json}[fmt]
-    return reader(paths, include_paths=True)
+    return reader(paths, filesystem=fs, include_paths=True)
 
 
 def _validate_keeping_path(batch: pd.DataFrame, **kwargs) -> pd.DataFrame:
@@ -89,47 +96,57 @@ def read_validated(config: IngestConfig) -> pd.DataFrame:
     allowed = tuple(d for d in (config.source_domain, config.target_domain) if d) or None
     if config.domain and allowed and config.domain not in allowed:
         raise DataContractError(f"--domain {config.domain!r} is neither the source nor the target domain {allowed}")
+    # One filesystem object for all inputs: it pickles to the Ray Data workers with
+    # its endpoint and credentials.
+    schemes = {urlparse(uri).scheme if not storage.is_local(uri) else "local" for uri in config.inputs}
+    if len(schemes) > 1:
+        raise DataContractError(f"inputs mix storage systems {sorted(schemes)}; ingest each into its own dataset")
+    fs, _ = storage.filesystem(config.inputs[0], config.storage_options)
     frames = []
-    for fmt, paths in expand_inputs(config.inputs).items():
-        ds = _read(fmt, paths)
+    for fmt, paths in expand_inputs(config.inputs, config.storage_options).items():
+        ds = _read(fmt, paths, fs)
         schema.check_columns(ds.columns(), domain_override=config.domain, where=f"{fmt} inputs {paths[:3]}")
         validate = partial(_validate_keeping_path, domain_override=config.domain, allowed_domains=allowed)
         frames.append(ds.map_batches(validate, batch_format="pandas").to_pandas())
     return pd.concat(frames, ignore_index=True)
 
 
-def _id_map(values: pd.Series, name: str) -> pd.DataFrame:
-    ids = np.sort(values.unique())
-    return pd.DataFrame({name: ids, f"{name.split('_')[0]}_idx": np.arange(len(ids), dtype=np.int64)})
+def split_labels(edges: pd.DataFrame, config: IngestConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Split labels and the users made cold by the cold-start protocol."""
+    has_column = bool((edges["split"] != "").all())
+    if config.split == "column" and not has_column:
+        raise DataContractError("--split column: some rows have no `split` value; fill it or pick another --split")
+    if config.split == "column" or (config.split == "auto" and has_column):
+        return edges["split"].to_numpy(), np.array([], dtype=np.int64)  # honoured exactly
+    if config.split == "ratio":
+        labels = splits.random_ratio(edges, config.split_fractions, config.seed)
+    elif config.split == "temporal":
+        labels = splits.temporal(edges, config.split_fractions)
+    else:
+        labels = splits.leave_one_out(edges, config.seed)
+    if not config.source_domain:
+        return labels, np.array([], dtype=np.int64)
+    return splits.cold_start(edges, labels, config.source_domain, config.target_domain, config.cold_start_fraction, config.seed)
 
 
 def normalise(rows: pd.DataFrame, config: IngestConfig) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, dict]:
     """Good rows -> (edges, users, items, counts). Deterministic for the same input."""
-    before = len(rows)
-    rows = rows.sort_values(["user_id", "item_id", "domain", "timestamp", "weight"], kind="stable")
-    rows = rows.drop_duplicates(["user_id", "item_id", "domain"], keep="last")  # keep the latest
-    users = _id_map(rows["user_id"], "user_id")
-    items = pd.concat(
-        [_id_map(part["item_id"], "item_id").assign(domain=d) for d, part in rows.groupby("domain", sort=True)],
-        ignore_index=True,
-    )[["domain", "item_id", "item_idx"]]
-    edges = rows.merge(users, on="user_id").merge(items, on=["domain", "item_id"])
-    edges = edges.sort_values(["domain", "user_idx", "item_idx"], kind="stable").reset_index(drop=True)
-    has_split = (edges["split"] != "").all() and config.split == "column"
-    cold = np.array([], dtype=np.int64)
-    if has_split:
-        labels = edges["split"].to_numpy()
-    else:
-        if config.split == "column":
-            raise DataContractError("--split column: some rows have no `split` value")
-        labels = splits.leave_one_out(edges, config.seed)
-        if config.source_domain:
-            labels, cold = splits.cold_start(
-                edges, labels, config.source_domain, config.target_domain, config.cold_start_fraction, config.seed
-            )
+    deduped = norm.dedupe(rows, config.dedupe)
+    cored = norm.k_core(deduped, config.min_interactions)
+    previous_users = previous_items = None
+    if config.id_maps:
+        earlier = Dataset.load(config.id_maps, config.storage_options)
+        previous_users, previous_items = earlier.users, earlier.items
+    users, items = norm.id_maps(cored, previous_users, previous_items)
+    edges = norm.index_edges(cored, users, items)
+    labels, cold = split_labels(edges, config)
     edges["split"] = labels
     edges = edges[["user_idx", "item_idx", "domain", "timestamp", "weight", "split"]]
-    counts = {"duplicates_removed": before - len(rows), "cold_start_users": int(len(cold))}
+    counts = {
+        "duplicates_removed": len(rows) - len(deduped),
+        "k_core_removed": len(deduped) - len(cored),
+        "cold_start_users": int(len(cold)),
+    }
     return edges, users, items, counts
 
 
@@ -151,7 +168,17 @@ def _summary_counts(edges: pd.DataFrame, users: pd.DataFrame, items: pd.DataFram
 
 def ingest(config: IngestConfig) -> dict:
     """Run the ingest stage; returns the artifact's ``meta.json`` content."""
+    clock = time.perf_counter()
+    seconds = {}
+
+    def lap(name: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        seconds[name] = round(now - clock, 3)
+        clock = now
+
     rows = read_validated(config)
+    lap("read_validate")
     bad = rows[schema.REASON] != ""
     quarantine = rows[bad]
     reasons = dict(sorted(Counter(quarantine[schema.REASON]).items()))
@@ -163,6 +190,7 @@ def ingest(config: IngestConfig) -> dict:
     if good.empty:
         raise DataContractError(f"no usable rows in {list(config.inputs)}; quarantined by reason: {reasons}")
     edges, users, items, counts = normalise(good, config)
+    lap("normalise_split")
     meta = {
         **_summary_counts(edges, users, items),
         "rows_read": int(len(rows)),
@@ -171,6 +199,10 @@ def ingest(config: IngestConfig) -> dict:
         **counts,
         "protocol": {
             "split": config.split,
+            "split_fractions": list(config.split_fractions),
+            "dedupe": config.dedupe,
+            "min_interactions": config.min_interactions,
+            "id_maps": config.id_maps,
             "cold_start_fraction": config.cold_start_fraction if config.source_domain else 0.0,
             "source_domain": config.source_domain,
             "target_domain": config.target_domain,
@@ -178,18 +210,21 @@ def ingest(config: IngestConfig) -> dict:
         },
         "inputs": list(config.inputs),
     }
-    with storage.atomic_artifact(config.output) as staging:
+    with storage.atomic_artifact(config.output, config.storage_options) as staging:
         edges.to_parquet(os.path.join(staging, layout.EDGES), index=False)
         users.to_parquet(os.path.join(staging, layout.USERS), index=False)
         items.to_parquet(os.path.join(staging, layout.ITEMS), index=False)
         quarantine.to_parquet(os.path.join(staging, layout.QUARANTINE), index=False)
         storage.write_json(os.path.join(staging, layout.META), meta)
-    return meta
+    lap("write")
+    # Timings describe this run, not the data: kept out of meta.json (idempotence).
+    return {**meta, "seconds": seconds}
 
 
 def format_summary(meta: dict) -> str:
     lines = [
-        f"rows read {meta['rows_read']:,}  kept {meta['rows_kept']:,}  duplicates removed {meta['duplicates_removed']:,}",
+        f"rows read {meta['rows_read']:,}  kept {meta['rows_kept']:,}  duplicates removed "
+        f"{meta['duplicates_removed']:,}  below k-core {meta['k_core_removed']:,}",
         "quarantined: " + (", ".join(f"{r} {n:,}" for r, n in meta["quarantined"].items()) or "none"),
         f"users {meta['num_users']:,} (in every domain: {meta['overlap_users']:,}; cold-start: {meta['cold_start_users']:,})",
     ]

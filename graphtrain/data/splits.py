@@ -58,3 +58,24 @@ def cold_start(
     n_test = np.repeat((sizes + 1) // 2, sizes)
     labels[shuffled] = np.where(rank < n_test, "test", "valid")
     return labels, cold
+
+
+def random_ratio(edges: pd.DataFrame, fractions: tuple[float, float, float], seed: int) -> np.ndarray:
+    """Per (user, domain), a seeded random share of interactions to train/valid/test."""
+    rng = np.random.default_rng(seed)
+    order = np.lexsort((rng.random(len(edges)), edges["domain"].to_numpy(), edges["user_idx"].to_numpy()))
+    ordered = edges.iloc[order]
+    group = ordered.groupby(["user_idx", "domain"], sort=False)
+    size = group["user_idx"].transform("size").to_numpy()
+    position = group.cumcount().to_numpy() / size
+    train_end, valid_end = fractions[0], fractions[0] + fractions[1]
+    labels = np.empty(len(edges), dtype=object)
+    labels[order] = np.select([position < train_end, position < valid_end], ["train", "valid"], "test")
+    return labels
+
+
+def temporal(edges: pd.DataFrame, fractions: tuple[float, float, float]) -> np.ndarray:
+    """One global time cut: the earliest share trains, the next validates, the rest tests."""
+    ts = edges["timestamp"].to_numpy()
+    train_cut, valid_cut = np.quantile(ts, [fractions[0], fractions[0] + fractions[1]])
+    return np.select([ts <= train_cut, ts <= valid_cut], ["train", "valid"], "test").astype(object)

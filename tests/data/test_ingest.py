@@ -101,3 +101,56 @@ def test_rerun_with_same_inputs_is_identical(tiny_logs_dir, tiny_dataset_uri, tm
     first, second = Dataset.load(tiny_dataset_uri).meta, Dataset.load(again).meta
     first.pop("inputs"), second.pop("inputs")
     assert first == second
+
+
+def test_split_column_is_honoured_exactly(tmp_path):
+    rows = pd.DataFrame(
+        {"user_id": ["u1", "u1", "u2", "u2"], "item_id": ["a", "b", "a", "b"], "domain": "books",
+         "split": ["train", "test", "valid", "train"]}
+    )
+    rows.to_parquet(tmp_path / "logs.parquet")
+    ingest(IngestConfig(inputs=[str(tmp_path / "logs.parquet")], output=str(tmp_path / "d")))
+    edges = Dataset.load(str(tmp_path / "d")).edges
+    assert sorted(edges["split"]) == ["test", "train", "train", "valid"]
+
+
+def test_reingest_with_earlier_id_maps_keeps_every_index(tiny_logs, tiny_dataset_uri, tmp_path):
+    extra = pd.DataFrame(
+        {"user_id": ["brand-new-user", tiny_logs["user_id"].iloc[0]], "item_id": ["m-new", "b-new"],
+         "domain": ["movies", "books"], "timestamp": [1, 2], "weight": 1.0}
+    )
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    pd.concat([tiny_logs, extra]).to_parquet(raw / "all.parquet")
+    out = str(tmp_path / "next")
+    ingest(IngestConfig(inputs=[str(raw)], output=out, source_domain="books", target_domain="movies", id_maps=tiny_dataset_uri))
+    before, after = Dataset.load(tiny_dataset_uri), Dataset.load(out)
+    merged = before.users.merge(after.users, on="user_id", suffixes=("_before", "_after"))
+    assert len(merged) == len(before.users)
+    assert (merged["user_idx_before"] == merged["user_idx_after"]).all()
+    assert after.users.set_index("user_id").loc["brand-new-user", "user_idx"] == len(before.users)
+    items = before.items.merge(after.items, on=["domain", "item_id"], suffixes=("_before", "_after"))
+    assert len(items) == len(before.items) and (items["item_idx_before"] == items["item_idx_after"]).all()
+    assert after.num_items("movies") == before.num_items("movies") + 1
+
+
+def test_ingest_from_and_to_s3_on_a_real_s3_protocol_server(tiny_logs_dir, tmp_path):
+    import pyarrow.fs as pafs
+
+    from tests.s3_server import moto_s3_server
+
+    with moto_s3_server() as options:
+        s3 = pafs.S3FileSystem(**options)
+        s3.create_dir("logs-bucket")
+        pafs.copy_files(tiny_logs_dir, "logs-bucket/raw", source_filesystem=pafs.LocalFileSystem(), destination_filesystem=s3)
+        meta = ingest(
+            IngestConfig(
+                inputs=["s3://logs-bucket/raw/"], output="s3://logs-bucket/runs/dataset",
+                source_domain="books", target_domain="movies", storage_options=options,
+            )
+        )
+        local = ingest(IngestConfig(inputs=[tiny_logs_dir], output=str(tmp_path / "d"), source_domain="books", target_domain="movies"))
+        assert meta["rows_kept"] == local["rows_kept"] and meta["edges"] == local["edges"]
+        remote = Dataset.load("s3://logs-bucket/runs/dataset", options)
+        pd.testing.assert_frame_equal(remote.edges, Dataset.load(str(tmp_path / "d")).edges)
+        assert s3.get_file_info("logs-bucket/runs/dataset/_SUCCESS").type == pafs.FileType.File

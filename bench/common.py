@@ -1,0 +1,84 @@
+"""Shared helpers for the side-by-side benchmarks in bench/.
+
+Each benchmark measures graphtrain and a baseline in the same run and writes
+``bench/results/<name>.json`` with ``{"name", "unit", "ours", "baseline", "ratio",
+"params", "machine"}`` (ratio = ours / baseline, higher is better).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import threading
+import time
+
+import psutil
+
+RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
+
+
+def machine() -> dict:
+    return {
+        "cpus": os.cpu_count(),
+        "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+    }
+
+
+class PeakMemory:
+    """Peak resident memory of this process and all its descendants (Ray's raylet,
+    workers and object store included when Ray was started here), sampled every 0.1 s."""
+
+    def __init__(self, interval_s: float = 0.1):
+        self.interval_s = interval_s
+        self.peak_bytes = 0
+        self._stop = threading.Event()
+
+    def _total(self) -> int:
+        root = psutil.Process()
+        total = root.memory_info().rss
+        for child in root.children(recursive=True):
+            try:
+                total += child.memory_info().rss
+            except psutil.Error:
+                pass
+        return total
+
+    def _run(self):
+        while not self._stop.is_set():
+            self.peak_bytes = max(self.peak_bytes, self._total())
+            time.sleep(self.interval_s)
+
+    def __enter__(self) -> "PeakMemory":
+        self.peak_bytes = self._total()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        self.peak_bytes = max(self.peak_bytes, self._total())
+
+    @property
+    def peak_gib(self) -> float:
+        return round(self.peak_bytes / 2**30, 2)
+
+
+def write_result(name: str, unit: str, ours: float, baseline: float, params: dict) -> dict:
+    os.makedirs(RESULTS, exist_ok=True)
+    result = {
+        "name": name,
+        "unit": unit,
+        "ours": ours,
+        "baseline": baseline,
+        "ratio": ours / baseline if baseline else None,
+        "params": params,
+        "machine": machine(),
+    }
+    with open(os.path.join(RESULTS, f"{name}.json"), "w") as f:
+        json.dump(result, f, indent=2)
+        f.write("\n")
+    return result

@@ -1,0 +1,58 @@
+import numpy as np
+import pandas as pd
+
+from graphtrain.data.normalise import dedupe, id_maps, k_core
+from graphtrain.data.splits import random_ratio, temporal
+
+
+def _rows(pairs, domain="a"):
+    return pd.DataFrame(
+        {
+            "user_id": [u for u, _ in pairs],
+            "item_id": [i for _, i in pairs],
+            "domain": domain,
+            "timestamp": np.arange(len(pairs), dtype=np.int64),
+            "weight": 1.0,
+            "split": "",
+        }
+    )
+
+
+def test_dedupe_keeps_latest_or_sums_weights():
+    rows = _rows([("u", "i"), ("u", "i"), ("u", "j")]).assign(weight=[1.0, 2.0, 5.0])
+    latest = dedupe(rows, "latest").set_index("item_id")
+    assert latest.loc["i", "weight"] == 2.0 and latest.loc["i", "timestamp"] == 1
+    summed = dedupe(rows, "sum").set_index("item_id")
+    assert summed.loc["i", "weight"] == 3.0 and summed.loc["i", "timestamp"] == 1
+    assert len(summed) == 2
+
+
+def test_k_core_is_iterated_to_a_fixed_point():
+    # u3 has one interaction; removing it leaves item c with one -> removed too.
+    rows = _rows([("u1", "a"), ("u1", "b"), ("u2", "a"), ("u2", "b"), ("u3", "c"), ("u1", "c")])
+    kept = k_core(rows, 2)
+    assert set(kept["user_id"]) == {"u1", "u2"} and set(kept["item_id"]) == {"a", "b"}
+    assert k_core(rows, 0).equals(rows)
+
+
+def test_id_maps_keep_known_indices_and_append_new_ones():
+    first_users, first_items = id_maps(_rows([("u2", "x"), ("u1", "y")]))
+    assert dict(zip(first_users["user_id"], first_users["user_idx"])) == {"u1": 0, "u2": 1}
+    later = pd.concat([_rows([("u0", "y"), ("u2", "z")]), _rows([("u1", "q")], domain="b")])
+    users, items = id_maps(later, first_users, first_items)
+    assert dict(zip(users["user_id"], users["user_idx"])) == {"u1": 0, "u2": 1, "u0": 2}
+    a = items[items["domain"] == "a"]
+    assert dict(zip(a["item_id"], a["item_idx"])) == {"x": 0, "y": 1, "z": 2}
+    assert items[items["domain"] == "b"]["item_idx"].tolist() == [0]
+
+
+def test_ratio_and_temporal_splits():
+    edges = pd.DataFrame(
+        {"user_idx": np.repeat(np.arange(10), 10), "domain": "a", "timestamp": np.arange(100), "item_idx": np.tile(np.arange(10), 10)}
+    )
+    labels = random_ratio(edges, (0.8, 0.1, 0.1), seed=0)
+    for user in range(10):
+        mine = labels[edges["user_idx"].to_numpy() == user]
+        assert (mine == "train").sum() == 8 and (mine == "valid").sum() == 1 and (mine == "test").sum() == 1
+    cut = temporal(edges, (0.6, 0.2, 0.2))
+    assert set(cut[:60]) == {"train"} and set(cut[-19:]) == {"test"}

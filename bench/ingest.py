@@ -77,7 +77,7 @@ def baseline(directory: str, output: str) -> int:
     good = good.drop_duplicates(["user_id", "item_id", "domain"], keep="last")
     good["user_idx"], _ = pd.factorize(good["user_id"], sort=True)
     good["item_idx"] = 0
-    for domain, part in good.groupby("domain"):
+    for _domain, part in good.groupby("domain"):
         codes, _ = pd.factorize(part["item_id"], sort=True)
         good.loc[part.index, "item_idx"] = codes
     good[["user_idx", "item_idx", "domain", "timestamp", "weight"]].to_parquet(os.path.join(output, "edges.parquet"))

@@ -43,7 +43,9 @@ class Dataset:
         storage.require_artifact(uri, "ingest", storage_options)
         root = storage.materialize(uri, storage_options=storage_options)
         edges = pd.read_parquet(os.path.join(root, EDGES))
+        # Stored as dictionary columns; plain strings are simpler for every reader.
         edges["domain"] = edges["domain"].astype(str)
+        edges["split"] = edges["split"].astype(str)
         return cls(
             edges=edges,
             users=pd.read_parquet(os.path.join(root, USERS)),

@@ -15,6 +15,7 @@ from urllib.parse import urlparse
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.fs as pafs
 
 from graphtrain import storage
@@ -83,16 +84,13 @@ def _read(fmt: str, paths: list[str], fs: pafs.FileSystem):
     return reader(paths, filesystem=fs, include_paths=True)
 
 
-def _validate_keeping_path(batch: pd.DataFrame, **kwargs) -> pd.DataFrame:
-    """Runs in Ray Data workers: canonical columns + reason, plus the source file."""
-    return schema.validate_batch(batch, **kwargs).assign(path=batch["path"].to_numpy())
 
 
 def read_validated(config: IngestConfig) -> pd.DataFrame:
     """All input rows in canonical types, each tagged with its quarantine reason."""
     from graphtrain.ray_env import ensure_ray
 
-    ensure_ray()
+    ray = ensure_ray()
     allowed = tuple(d for d in (config.source_domain, config.target_domain) if d) or None
     if config.domain and allowed and config.domain not in allowed:
         raise DataContractError(f"--domain {config.domain!r} is neither the source nor the target domain {allowed}")
@@ -102,22 +100,25 @@ def read_validated(config: IngestConfig) -> pd.DataFrame:
     if len(schemes) > 1:
         raise DataContractError(f"inputs mix storage systems {sorted(schemes)}; ingest each into its own dataset")
     fs, _ = storage.filesystem(config.inputs[0], config.storage_options)
-    frames = []
+    tables = []
     for fmt, paths in expand_inputs(config.inputs, config.storage_options).items():
         ds = _read(fmt, paths, fs)
         schema.check_columns(ds.columns(), domain_override=config.domain, where=f"{fmt} inputs {paths[:3]}")
-        validate = partial(_validate_keeping_path, domain_override=config.domain, allowed_domains=allowed)
-        frames.append(ds.map_batches(validate, batch_format="pandas").to_pandas())
-    return pd.concat(frames, ignore_index=True)
+        # Validation runs in the workers on Arrow batches; the driver converts to
+        # pandas once, after concatenating.
+        validate = partial(schema.validate_table, domain_override=config.domain, allowed_domains=allowed)
+        refs = ds.map_batches(validate, batch_format="pyarrow").to_arrow_refs()
+        tables.extend(ray.get(refs))
+    return pa.concat_tables(tables, promote_options="default").to_pandas()
 
 
 def split_labels(edges: pd.DataFrame, config: IngestConfig) -> tuple[np.ndarray, np.ndarray]:
     """Split labels and the users made cold by the cold-start protocol."""
-    has_column = bool((edges["split"] != "").all())
+    has_column = bool((edges["split"] != "").to_numpy().all())
     if config.split == "column" and not has_column:
         raise DataContractError("--split column: some rows have no `split` value; fill it or pick another --split")
     if config.split == "column" or (config.split == "auto" and has_column):
-        return edges["split"].to_numpy(), np.array([], dtype=np.int64)  # honoured exactly
+        return edges["split"].array, np.array([], dtype=np.int64)  # honoured exactly
     if config.split == "ratio":
         labels = splits.random_ratio(edges, config.split_fractions, config.seed)
     elif config.split == "temporal":
@@ -131,14 +132,14 @@ def split_labels(edges: pd.DataFrame, config: IngestConfig) -> tuple[np.ndarray,
 
 def normalise(rows: pd.DataFrame, config: IngestConfig) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, dict]:
     """Good rows -> (edges, users, items, counts). Deterministic for the same input."""
-    deduped = norm.dedupe(rows, config.dedupe)
+    encoded = norm.Encoded.from_rows(rows)
+    deduped = norm.dedupe(encoded, config.dedupe)
     cored = norm.k_core(deduped, config.min_interactions)
     previous_users = previous_items = None
     if config.id_maps:
         earlier = Dataset.load(config.id_maps, config.storage_options)
         previous_users, previous_items = earlier.users, earlier.items
-    users, items = norm.id_maps(cored, previous_users, previous_items)
-    edges = norm.index_edges(cored, users, items)
+    edges, users, items = norm.index(cored, previous_users, previous_items)
     labels, cold = split_labels(edges, config)
     edges["split"] = labels
     edges = edges[["user_idx", "item_idx", "domain", "timestamp", "weight", "split"]]
@@ -152,10 +153,10 @@ def normalise(rows: pd.DataFrame, config: IngestConfig) -> tuple[pd.DataFrame, p
 
 def _summary_counts(edges: pd.DataFrame, users: pd.DataFrame, items: pd.DataFrame) -> dict:
     per_domain = {
-        d: {s: int(n) for s, n in part["split"].value_counts().sort_index().items()}
-        for d, part in edges.groupby("domain", sort=True)
+        str(d): {str(s): int(n) for s, n in sorted(part["split"].value_counts().items(), key=lambda x: str(x[0])) if n}
+        for d, part in edges.groupby("domain", sort=True, observed=True)
     }
-    domain_users = edges.groupby("domain")["user_idx"].unique()
+    domain_users = edges.groupby("domain", observed=True)["user_idx"].unique()
     overlap = set.intersection(*(set(u) for u in domain_users)) if len(domain_users) > 1 else set()
     return {
         "domains": sorted(per_domain),

@@ -1,7 +1,7 @@
 import numpy as np
 import pandas as pd
 
-from graphtrain.data.normalise import dedupe, id_maps, k_core
+from graphtrain.data.normalise import Encoded, dedupe, index, k_core
 from graphtrain.data.splits import random_ratio, temporal
 
 
@@ -18,32 +18,52 @@ def _rows(pairs, domain="a"):
     )
 
 
+def _edges(rows, **kw):
+    edges, users, items = index(rows, **kw)
+    uid = users.set_index("user_idx")["user_id"]
+    iid = items.set_index(["domain", "item_idx"])["item_id"]
+    return edges.assign(
+        user_id=uid[edges["user_idx"]].to_numpy(),
+        item_id=[iid[(d, i)] for d, i in zip(edges["domain"], edges["item_idx"])],
+    ), users, items
+
+
 def test_dedupe_keeps_latest_or_sums_weights():
-    rows = _rows([("u", "i"), ("u", "i"), ("u", "j")]).assign(weight=[1.0, 2.0, 5.0])
-    latest = dedupe(rows, "latest").set_index("item_id")
+    rows = Encoded.from_rows(_rows([("u", "i"), ("u", "i"), ("u", "j")]).assign(weight=[1.0, 2.0, 5.0]))
+    latest, _, _ = _edges(dedupe(rows, "latest"))
+    latest = latest.set_index("item_id")
     assert latest.loc["i", "weight"] == 2.0 and latest.loc["i", "timestamp"] == 1
-    summed = dedupe(rows, "sum").set_index("item_id")
-    assert summed.loc["i", "weight"] == 3.0 and summed.loc["i", "timestamp"] == 1
+    summed, _, _ = _edges(dedupe(rows, "sum"))
+    summed = summed.set_index("item_id")
+    assert summed.loc["i", "weight"] == 3.0 and summed.loc["i", "timestamp"] == 1 and summed.loc["j", "weight"] == 5.0
     assert len(summed) == 2
+
+
+def test_same_item_id_in_two_domains_is_two_items():
+    rows = pd.concat([_rows([("u", "x")], "a"), _rows([("u", "x")], "b")])
+    edges, _, items = _edges(dedupe(Encoded.from_rows(rows), "latest"))
+    assert len(edges) == 2 and len(items) == 2
 
 
 def test_k_core_is_iterated_to_a_fixed_point():
     # u3 has one interaction; removing it leaves item c with one -> removed too.
-    rows = _rows([("u1", "a"), ("u1", "b"), ("u2", "a"), ("u2", "b"), ("u3", "c"), ("u1", "c")])
-    kept = k_core(rows, 2)
+    rows = Encoded.from_rows(_rows([("u1", "a"), ("u1", "b"), ("u2", "a"), ("u2", "b"), ("u3", "c"), ("u1", "c")]))
+    kept, users, _ = _edges(k_core(rows, 2))
     assert set(kept["user_id"]) == {"u1", "u2"} and set(kept["item_id"]) == {"a", "b"}
-    assert k_core(rows, 0).equals(rows)
+    assert set(users["user_id"]) == {"u1", "u2"}  # ids removed by the k-core get no index
+    assert len(k_core(rows, 0)) == 6
 
 
 def test_id_maps_keep_known_indices_and_append_new_ones():
-    first_users, first_items = id_maps(_rows([("u2", "x"), ("u1", "y")]))
+    _, first_users, first_items = index(Encoded.from_rows(_rows([("u2", "x"), ("u1", "y")])))
     assert dict(zip(first_users["user_id"], first_users["user_idx"])) == {"u1": 0, "u2": 1}
     later = pd.concat([_rows([("u0", "y"), ("u2", "z")]), _rows([("u1", "q")], domain="b")])
-    users, items = id_maps(later, first_users, first_items)
+    edges, users, items = _edges(Encoded.from_rows(later), previous_users=first_users, previous_items=first_items)
     assert dict(zip(users["user_id"], users["user_idx"])) == {"u1": 0, "u2": 1, "u0": 2}
     a = items[items["domain"] == "a"]
     assert dict(zip(a["item_id"], a["item_idx"])) == {"x": 0, "y": 1, "z": 2}
     assert items[items["domain"] == "b"]["item_idx"].tolist() == [0]
+    assert set(zip(edges["user_id"], edges["item_id"])) == {("u0", "y"), ("u2", "z"), ("u1", "q")}
 
 
 def test_ratio_and_temporal_splits():

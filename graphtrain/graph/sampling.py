@@ -20,6 +20,12 @@ from graphtrain.graph.dgl_compat import import_dgl
 from graphtrain.graph.names import USER, forward_etype, item_type, reverse_etype
 
 
+def _contains(sorted_values: np.ndarray, queries: np.ndarray) -> np.ndarray:
+    """Membership of ``queries`` in a small sorted array (binary search)."""
+    at = np.searchsorted(sorted_values, queries)
+    return sorted_values[np.minimum(at, len(sorted_values) - 1)] == queries
+
+
 class GraphSource(Protocol):
     """Where neighbours come from. Ids passed in and out are the graph's own."""
 
@@ -141,22 +147,24 @@ class EdgeBatchSampler:
         frontier_nodes = {
             nt: torch.from_numpy(self.source.nodes_to_graph(nt, ids)) for nt, ids in seeds.items()
         }
+        banned = {etype: np.sort(ids.numpy()) for etype, ids in exclude.items() if len(ids)}
         layers: list[LayerEdges] = []
         for fanout in reversed(self.fanouts):
             frontier = self.source.sample_neighbors(frontier_nodes, fanout)
-            for etype, banned in exclude.items():
-                if frontier.num_edges(etype) == 0 or len(banned) == 0:
-                    continue
-                eids = frontier.edges[etype].data[dgl.EID]
-                drop = torch.nonzero(torch.isin(eids, banned), as_tuple=True)[0]
-                if len(drop):
-                    frontier = dgl.remove_edges(frontier, drop, etype=etype)
             block = dgl.to_block(frontier, frontier_nodes)
             edges = {}
             for etype in block.canonical_etypes:
-                if block.num_edges(etype):
-                    src, dst = block.edges(etype=etype)
-                    edges[etype] = (src, dst)
+                if not block.num_edges(etype):
+                    continue
+                src, dst = block.edges(etype=etype)
+                if etype in banned:
+                    # Drop the batch's own edges here rather than rebuilding the graph
+                    # (dgl.remove_edges per edge type was 40 % of sampling time).
+                    # block EID -> frontier edge -> graph edge id
+                    graph_eids = frontier.edges[etype].data[dgl.EID][block.edges[etype].data[dgl.EID]]
+                    keep = ~_contains(banned[etype], graph_eids.numpy())
+                    src, dst = src[keep], dst[keep]
+                edges[etype] = (src, dst)
             layers.insert(0, LayerEdges(edges, {nt: block.num_dst_nodes(nt) for nt in block.dsttypes}))
             frontier_nodes = {nt: block.srcnodes[nt].data[dgl.NID] for nt in block.srctypes if block.num_src_nodes(nt)}
         input_nodes = {

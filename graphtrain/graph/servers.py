@@ -27,6 +27,9 @@ from graphtrain.ray_env import THREAD_ENV
 
 READY_LINE = "start graph service"
 START_TIMEOUT_S = 60.0
+# Placement-group bundles must hold some resource. Servers take no CPU (their DGL
+# process is outside Ray's accounting), so each bundle holds a token of logical memory.
+BUNDLE = {"memory": 64 * 1024 * 1024}
 
 
 def _die_with_parent() -> None:  # runs in the child between fork and exec
@@ -158,15 +161,26 @@ class GraphServerGroup:
         self.num_parts = num_parts
         self.num_clients = num_clients
         self.actors = []
+        self.placement_group = None
         self.ip_config = ""
 
     def __enter__(self) -> "GraphServerGroup":
         import ray
+        from ray.util.placement_group import placement_group
+        from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
         remote = ray.remote(num_cpus=0, max_restarts=0)(GraphServerActor)
         try:
+            # One partition per node where there are enough nodes (SPREAD is soft:
+            # a single machine holds them all).
+            self.placement_group = placement_group([BUNDLE] * self.num_parts, strategy="SPREAD")
+            ray.get(self.placement_group.ready(), timeout=START_TIMEOUT_S)
             self.actors = [
-                remote.options(scheduling_strategy="SPREAD").remote(p, self.partitions_uri) for p in range(self.num_parts)
+                remote.options(
+                    scheduling_strategy=PlacementGroupSchedulingStrategy(self.placement_group, placement_group_bundle_index=p),
+                    memory=BUNDLE["memory"],
+                ).remote(p, self.partitions_uri)
+                for p in range(self.num_parts)
             ]
             addresses = ray.get([a.reserve_address.remote() for a in self.actors])
             self.ip_config = "".join(f"{ip} {port}\n" for ip, port in addresses)
@@ -192,3 +206,8 @@ class GraphServerGroup:
         for actor in self.actors:
             ray.kill(actor)
         self.actors = []
+        if self.placement_group is not None:
+            from ray.util.placement_group import remove_placement_group
+
+            remove_placement_group(self.placement_group)
+            self.placement_group = None

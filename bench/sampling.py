@@ -1,0 +1,204 @@
+"""Neighbour sampling: graphtrain's distributed path vs DGL in-process, same run.
+
+For each graph, with the same batch size, fanouts and one negative per positive:
+  dgl_inprocess   DGL's own link-prediction DataLoader (NeighborSampler +
+                  as_edge_prediction_sampler, reverse edges excluded) in this process
+  ours_local      graphtrain's EdgeBatchSampler on the same in-process graph
+  ours_dist_Np    N graph-server partitions started by Ray actors, 2 Ray workers as
+                  DistGraph clients sampling their shards at once (total seeds/s)
+Seeds are positive training edges. ratio = ours_dist_1p / dgl_inprocess.
+
+    python bench/sampling.py [--graphs sport_cloth generated:2000000] [--batches 40]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+import time
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")  # the same single thread for every sampler
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import torch  # noqa: E402
+
+from bench.common import RESULTS, write_result  # noqa: E402
+
+SHARED = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "data", "disencdr")
+
+
+def disencdr_logs(pair: str, directory: str) -> list[str]:
+    """The two sides of a DisenCDR pair as contract logs with their split column."""
+    a, b = pair.split("_")
+    frames = []
+    for folder, domain in ((f"{a}_{b}", a), (f"{b}_{a}", b)):
+        for split, name in (("train", "train.txt"), ("test", "test.txt")):
+            df = pd.read_csv(os.path.join(SHARED, folder, name), sep="\t", header=None, names=["user_id", "item_id", "w"])
+            frames.append(df.assign(domain=domain, split=split)[["user_id", "item_id", "domain", "split"]])
+    path = os.path.join(directory, f"{pair}.parquet")
+    pd.concat(frames, ignore_index=True).to_parquet(path, index=False)
+    return [path]
+
+
+def generated_logs(rows: int, directory: str) -> list[str]:
+    from bench.ingest import generate
+
+    generate(rows, directory)
+    return [directory]
+
+
+def build(graph: str, work: str):
+    """(dataset URI, source, target) for a graph spec."""
+    from graphtrain.config import IngestConfig
+    from graphtrain.data.ingest import ingest
+
+    raw = os.path.join(work, "raw")
+    os.makedirs(raw)
+    if graph.startswith("generated:"):
+        inputs, source, target = generated_logs(int(graph.split(":")[1]), raw), "books", "movies"
+    else:
+        inputs, source, target = disencdr_logs(graph, raw), *graph.split("_")
+    out = os.path.join(work, "dataset")
+    ingest(IngestConfig(inputs=inputs, output=out, source_domain=source, target_domain=target, cold_start_fraction=0.0))
+    return out
+
+
+def _batches(dataset, rank: int, world: int, batch_size: int, count: int):
+    from graphtrain.graph.sampling import EdgeBatch
+    from graphtrain.train.loop import TrainEdges
+
+    shard = TrainEdges.from_dataset(dataset).shard(rank, world, epoch=0, seed=0)
+    for begin in range(0, min(len(shard.users), batch_size * count), batch_size):
+        rows = slice(begin, begin + batch_size)
+        yield EdgeBatch(shard.domain[rows], shard.users[rows], shard.items[rows], shard.edge_ids[rows])
+
+
+def time_sampler(sampler, batches) -> tuple[float, int]:
+    rng = np.random.default_rng(0)
+    seeds, started = 0, time.perf_counter()
+    for batch in batches:
+        seeds += sampler.sample(batch, rng).num_seeds
+    return seeds, time.perf_counter() - started
+
+
+def dgl_inprocess(dataset, fanouts, batch_size, count) -> float:
+    from graphtrain.graph.build import train_graph
+    from graphtrain.graph.dgl_compat import import_dgl
+    from graphtrain.graph.names import forward_etype, reverse_etype
+
+    dgl = import_dgl()
+    g = train_graph(dataset)
+    eids = {forward_etype(d): torch.arange(g.num_edges(forward_etype(d))) for d in dataset.domains}
+    reverse = {}
+    for d in dataset.domains:
+        reverse[forward_etype(d)], reverse[reverse_etype(d)] = reverse_etype(d), forward_etype(d)
+    sampler = dgl.dataloading.as_edge_prediction_sampler(
+        dgl.dataloading.NeighborSampler(list(fanouts)),
+        exclude="reverse_types",
+        reverse_etypes=reverse,
+        negative_sampler=dgl.dataloading.negative_sampler.Uniform(1),
+    )
+    loader = dgl.dataloading.DataLoader(g, eids, sampler, batch_size=batch_size, shuffle=True, drop_last=False, num_workers=0)
+    seeds, started = 0, time.perf_counter()
+    for step, (_, pair_graph, _, _) in enumerate(loader):
+        if step >= count:
+            break
+        seeds += pair_graph.num_edges()
+    return seeds / (time.perf_counter() - started)
+
+
+def ours_local(dataset, fanouts, batch_size, count) -> float:
+    from graphtrain.graph.build import train_graph
+    from graphtrain.graph.sampling import EdgeBatchSampler, LocalGraphSource
+
+    num_items = {d: dataset.num_items(d) for d in dataset.domains}
+    sampler = EdgeBatchSampler(LocalGraphSource(train_graph(dataset)), dataset.domains, num_items, fanouts, 1)
+    seeds, seconds = time_sampler(sampler, _batches(dataset, 0, 1, batch_size, count))
+    return seeds / seconds
+
+
+def _dist_client(ip_config, partitions, dataset_uri, rank, world, fanouts, batch_size, count):
+    from graphtrain.data.dataset import Dataset
+    from graphtrain.graph.client import dist_graph_client
+    from graphtrain.graph.sampling import EdgeBatchSampler
+
+    dataset = Dataset.load(dataset_uri)
+    with dist_graph_client(ip_config, partitions) as source:
+        num_items = {d: dataset.num_items(d) for d in dataset.domains}
+        sampler = EdgeBatchSampler(source, dataset.domains, num_items, fanouts, 1)
+        return time_sampler(sampler, _batches(dataset, rank, world, batch_size, count))
+
+
+def ours_dist(ray, dataset_uri, work, parts, fanouts, batch_size, count, clients=2) -> dict:
+    from graphtrain.config import PartitionConfig
+    from graphtrain.graph.partition import partition
+    from graphtrain.graph.servers import GraphServerGroup
+
+    out = os.path.join(work, f"partitions{parts}")
+    partition(PartitionConfig(dataset=dataset_uri, output=out, num_parts=parts, method="metis"))
+    client = ray.remote(num_cpus=1, max_calls=1)(_dist_client)
+    with GraphServerGroup(out, parts, num_clients=clients) as group:
+        results = ray.get(
+            [client.remote(group.ip_config, out, dataset_uri, r, clients, fanouts, batch_size, count) for r in range(clients)]
+        )
+    per_client = [s / t for s, t in results]
+    return {"total": sum(per_client), "per_client": per_client}
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    default_graphs = ["sport_cloth", "generated:2000000"] if os.path.isdir(SHARED) else ["generated:2000000"]
+    parser.add_argument("--graphs", nargs="+", default=default_graphs)
+    parser.add_argument("--batch-size", type=int, default=1024)
+    parser.add_argument("--fanouts", type=lambda t: tuple(int(x) for x in t.split(",")), default=(10, 10))
+    parser.add_argument("--batches", type=int, default=40, help="batches timed per sampler")
+    args = parser.parse_args(argv)
+    from graphtrain.data.dataset import Dataset
+    from graphtrain.ray_env import ensure_ray
+
+    ray = ensure_ray(num_cpus=2)
+    rows = []
+    try:
+        for graph in args.graphs:
+            work = tempfile.mkdtemp(prefix="graphtrain-bench-sampling-")
+            try:
+                uri = build(graph, work)
+                dataset = Dataset.load(uri)
+                n_edges = int((dataset.edges["split"] == "train").sum())
+                common = (args.fanouts, args.batch_size, args.batches)
+                row = {"graph": graph, "train_edges": n_edges}
+                row["dgl_inprocess"] = dgl_inprocess(dataset, *common)
+                row["ours_local"] = ours_local(dataset, *common)
+                for parts in (1, 2):
+                    dist = ours_dist(ray, uri, work, parts, *common)
+                    row[f"ours_dist_{parts}p"] = dist["total"]
+                    row[f"ours_dist_{parts}p_per_client"] = dist["per_client"]
+                row["ratio_dist_1p"] = row["ours_dist_1p"] / row["dgl_inprocess"]
+                row["ratio_local"] = row["ours_local"] / row["dgl_inprocess"]
+                rows.append(row)
+                print(
+                    f"{graph:<20} {n_edges:>10,} edges  seeds/s: dgl in-process {row['dgl_inprocess']:>9,.0f}"
+                    f"  ours local {row['ours_local']:>9,.0f}  ours dist 1p {row['ours_dist_1p']:>9,.0f}"
+                    f"  2p {row['ours_dist_2p']:>9,.0f}  ratio(dist 1p / dgl) {row['ratio_dist_1p']:.2f}",
+                    flush=True,
+                )
+            finally:
+                shutil.rmtree(work, ignore_errors=True)
+    finally:
+        ray.shutdown()
+    last = rows[-1]
+    write_result(
+        "sampling", "seeds/s", last["ours_dist_1p"], last["dgl_inprocess"],
+        {"rows": rows, "batch_size": args.batch_size, "fanouts": list(args.fanouts), "batches": args.batches, "clients": 2},
+    )
+    print(f"wrote {os.path.join(RESULTS, 'sampling.json')}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,31 @@
+"""Two simulated nodes on this machine: partitions, DistGraph clients and Ray Train
+across nodes (the script runs in its own process with its own Ray cluster)."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+pytestmark = pytest.mark.integration
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def test_two_nodes_two_partitions_two_workers():
+    done = subprocess.run(
+        [sys.executable, "-m", "tests.integration.multinode_run"],
+        cwd=ROOT, capture_output=True, text=True, timeout=900,
+        env={**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"},
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    marked = [line for line in done.stdout.splitlines() if line.startswith("MULTINODE_RESULT ")]
+    assert marked, done.stdout[-3000:] + done.stderr[-3000:]
+    result = json.loads(marked[-1].split(" ", 1)[1])
+    assert result["nodes"] == 2 and result["servers"] == 2
+    assert result["client_nodes"] == 2  # one DistGraph client per node
+    # Every training edge is a seed exactly once per epoch across the two workers.
+    assert result["distinct_seeds"] == result["train_edges"]
+    assert result["seed_count"] - result["train_edges"] <= 1  # at most one padding edge per shard
+    assert result["sampled"] > 1000 and result["sampled_not_true"] == 0
+    assert result["trained_epochs"] == 2 and result["checkpoint"].endswith("epoch_0001")

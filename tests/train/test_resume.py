@@ -1,0 +1,63 @@
+"""Kill a training run after an epoch's checkpoint, rerun, and continue from there."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from graphtrain.config import ModelConfig, PartitionConfig, TrainConfig
+from graphtrain.graph.partition import partition
+from graphtrain.train.trainer import train
+
+pytestmark = pytest.mark.integration
+
+
+def _epochs_on_disk(run_dir):
+    if not os.path.isdir(run_dir):
+        return []
+    return sorted(int(p.split("_")[1]) for p in os.listdir(run_dir) if p.startswith("epoch_"))
+
+
+def test_killed_run_resumes_at_the_next_epoch(ray_session, tiny_dataset_uri, tmp_path):
+    parts = str(tmp_path / "partitions")
+    partition(PartitionConfig(dataset=tiny_dataset_uri, output=parts, num_parts=1))
+    out = tmp_path / "checkpoints"
+    args = [
+        "train", "--dataset", tiny_dataset_uri, "--partitions", parts, "--output", str(out),
+        "--source-domain", "books", "--target-domain", "movies", "--workers", "2", "--epochs", "200", "--batch-size", "256",
+    ]
+    # A second driver joins the session's Ray instance, as `ray job submit` would.
+    env = {**os.environ, "RAY_ADDRESS": ray_session.get_runtime_context().gcs_address}
+    driver = subprocess.Popen([sys.executable, "-m", "graphtrain.cli", *args], env=env, start_new_session=True,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    run_dir = out / "train"
+    deadline = time.monotonic() + 240
+    try:
+        while len(_epochs_on_disk(run_dir)) < 2:
+            assert driver.poll() is None, "training ended before it could be killed"
+            assert time.monotonic() < deadline, "no second checkpoint within 240 s"
+            time.sleep(0.5)
+    finally:
+        os.killpg(driver.pid, signal.SIGKILL)
+        driver.wait()
+    time.sleep(1)  # let a checkpoint being written land before counting
+    last = _epochs_on_disk(run_dir)[-1]
+    with open(run_dir / f"epoch_{last:04d}" / "state.json") as f:
+        before = json.load(f)["history"]
+    time.sleep(5)  # Ray cleans up the dead driver's actors (train workers, graph servers)
+
+    result = train(
+        TrainConfig(
+            dataset=tiny_dataset_uri, partitions=parts, output=str(out), source_domain="books", target_domain="movies",
+            model=ModelConfig(), workers=2, epochs=last + 3, batch_size=256,
+        )
+    )
+    assert result["checkpoint"].endswith(f"epoch_{last + 2:04d}")
+    with open(os.path.join(result["checkpoint"], "state.json")) as f:
+        history = json.load(f)["history"]
+    assert [m["epoch"] for m in history] == list(range(last + 3))
+    assert history[: last + 1] == before  # the killed run's epochs were restored, not retrained

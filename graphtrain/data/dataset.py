@@ -3,7 +3,8 @@
 Layout::
 
     dataset/
-      edges.parquet    user_idx, item_idx, domain, timestamp, weight, split
+      edges/part-NNNNN.parquet   user_idx, item_idx, domain, timestamp, weight, split
+                                 (shards of at most EDGE_SHARD_ROWS rows, in edge order)
       users.parquet    user_id, user_idx            (users are shared across domains)
       items.parquet    domain, item_id, item_idx    (item_idx is contiguous per domain)
       quarantine.parquet  rows that broke the contract, with their reason
@@ -13,6 +14,7 @@ Layout::
 
 from __future__ import annotations
 
+import glob
 import os
 from dataclasses import dataclass
 from functools import cached_property
@@ -22,7 +24,8 @@ import pandas as pd
 
 from graphtrain import storage
 
-EDGES = "edges.parquet"
+EDGES = "edges"
+EDGE_SHARD_ROWS = 2_000_000
 USERS = "users.parquet"
 ITEMS = "items.parquet"
 QUARANTINE = "quarantine.parquet"
@@ -42,7 +45,8 @@ class Dataset:
     def load(cls, uri: str, storage_options: dict | None = None) -> "Dataset":
         storage.require_artifact(uri, "ingest", storage_options)
         root = storage.materialize(uri, storage_options=storage_options)
-        edges = pd.read_parquet(os.path.join(root, EDGES))
+        shards = sorted(glob.glob(os.path.join(root, EDGES, "part-*.parquet")))
+        edges = pd.concat([pd.read_parquet(path) for path in shards], ignore_index=True)
         # Stored as dictionary columns; plain strings are simpler for every reader.
         edges["domain"] = edges["domain"].astype(str)
         edges["split"] = edges["split"].astype(str)
@@ -69,6 +73,14 @@ class Dataset:
         from graphtrain.graph.names import USER, item_type
 
         return {USER: self.num_users, **{item_type(d): self.num_items(d) for d in self.domains}}
+
+    @staticmethod
+    def write_edges(edges: pd.DataFrame, root: str) -> None:
+        """Write ``edges`` as ordered Parquet shards under ``root/edges/``."""
+        os.makedirs(os.path.join(root, EDGES))
+        for shard, begin in enumerate(range(0, max(len(edges), 1), EDGE_SHARD_ROWS)):
+            part = edges.iloc[begin : begin + EDGE_SHARD_ROWS]
+            part.to_parquet(os.path.join(root, EDGES, f"part-{shard:05d}.parquet"), index=False)
 
     def train_edge_index(self) -> dict:
         """Train edges per canonical edge type as (src, dst) int64 tensors.

@@ -212,7 +212,7 @@ def ingest(config: IngestConfig) -> dict:
         "inputs": list(config.inputs),
     }
     with storage.atomic_artifact(config.output, config.storage_options) as staging:
-        edges.to_parquet(os.path.join(staging, layout.EDGES), index=False)
+        Dataset.write_edges(edges, staging)
         users.to_parquet(os.path.join(staging, layout.USERS), index=False)
         items.to_parquet(os.path.join(staging, layout.ITEMS), index=False)
         quarantine.to_parquet(os.path.join(staging, layout.QUARANTINE), index=False)

@@ -94,7 +94,7 @@ def test_missing_required_column_fails_before_work(tmp_path):
 def test_rerun_with_same_inputs_is_identical(tiny_logs_dir, tiny_dataset_uri, tmp_path):
     again = str(tmp_path / "again")
     ingest(IngestConfig(inputs=[tiny_logs_dir], output=again, source_domain="books", target_domain="movies", seed=0))
-    for name in ("edges.parquet", "users.parquet", "items.parquet"):
+    for name in ("edges/part-00000.parquet", "users.parquet", "items.parquet"):
         pd.testing.assert_frame_equal(
             pd.read_parquet(os.path.join(tiny_dataset_uri, name)), pd.read_parquet(os.path.join(again, name))
         )

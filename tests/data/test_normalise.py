@@ -76,3 +76,16 @@ def test_ratio_and_temporal_splits():
         assert (mine == "train").sum() == 8 and (mine == "valid").sum() == 1 and (mine == "test").sum() == 1
     cut = temporal(edges, (0.6, 0.2, 0.2))
     assert set(cut[:60]) == {"train"} and set(cut[-19:]) == {"test"}
+
+
+def test_edges_are_written_as_ordered_shards(tmp_path, monkeypatch):
+    import glob
+
+    from graphtrain.data import dataset as dataset_module
+
+    monkeypatch.setattr(dataset_module, "EDGE_SHARD_ROWS", 1000)
+    edges = pd.DataFrame({"user_idx": np.arange(2500), "item_idx": np.arange(2500) % 7})
+    dataset_module.Dataset.write_edges(edges, str(tmp_path))
+    parts = sorted(glob.glob(str(tmp_path / "edges" / "part-*.parquet")))
+    assert [len(pd.read_parquet(p)) for p in parts] == [1000, 1000, 500]
+    pd.testing.assert_frame_equal(pd.concat([pd.read_parquet(p) for p in parts], ignore_index=True), edges)

@@ -1,0 +1,19 @@
+import subprocess
+import sys
+
+import pytest
+
+import graphtrain
+
+
+def test_stage_functions_are_exported():
+    for name in ("ingest", "partition", "train", "export", "evaluate", "run", "demo"):
+        assert callable(getattr(graphtrain, name))
+    with pytest.raises(AttributeError):
+        graphtrain.no_such_stage  # noqa: B018
+
+
+def test_importing_the_package_stays_light():
+    code = "import sys, graphtrain; print(any(m in sys.modules for m in ('torch', 'dgl', 'ray')))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"

@@ -1,6 +1,7 @@
 """graphtrain: cross-domain (interest-transfer) recommenders on DGL + Ray.
 
-The public API: one typed config per stage and the stage functions.
+The public API: one typed config per stage and the stage functions. Training is
+``graphtrain.train.trainer.train`` (``graphtrain.train`` is its subpackage).
 
     from graphtrain import IngestConfig, ingest, run, RunConfig
 
@@ -23,7 +24,6 @@ __version__ = "0.1.0"
 _STAGES = {
     "ingest": "graphtrain.data.ingest",
     "partition": "graphtrain.graph.partition",
-    "train": "graphtrain.train.trainer",
     "export": "graphtrain.models.export",
     "evaluate": "graphtrain.eval.evaluate",
     "run": "graphtrain.pipeline",

@@ -37,17 +37,20 @@ def test_killed_run_resumes_at_the_next_epoch(ray_session, tiny_dataset_uri, tmp
     run_dir = out / "train"
     deadline = time.monotonic() + 240
     try:
-        while len(_epochs_on_disk(run_dir)) < 2:
+        while len(_epochs_on_disk(run_dir)) < 3:
             assert driver.poll() is None, "training ended before it could be killed"
             assert time.monotonic() < deadline, "no second checkpoint within 240 s"
             time.sleep(0.5)
     finally:
         os.killpg(driver.pid, signal.SIGKILL)
         driver.wait()
-    time.sleep(1)  # let a checkpoint being written land before counting
-    last = _epochs_on_disk(run_dir)[-1]
-    with open(run_dir / f"epoch_{last:04d}" / "state.json") as f:
-        before = json.load(f)["history"]
+    time.sleep(1)  # let a checkpoint being written land before reading
+    on_disk = _epochs_on_disk(run_dir)
+    last = on_disk[-1]
+    before = {}
+    for epoch in on_disk:
+        with open(run_dir / f"epoch_{epoch:04d}" / "state.json") as f:
+            before[epoch] = json.load(f)["history"]
     time.sleep(5)  # Ray cleans up the dead driver's actors (train workers, graph servers)
 
     result = train(
@@ -60,4 +63,8 @@ def test_killed_run_resumes_at_the_next_epoch(ray_session, tiny_dataset_uri, tmp
     with open(os.path.join(result["checkpoint"], "state.json")) as f:
         history = json.load(f)["history"]
     assert [m["epoch"] for m in history] == list(range(last + 3))
-    assert history[: last + 1] == before  # the killed run's epochs were restored, not retrained
+    # Ray restores the newest checkpoint its controller had registered: the last on
+    # disk, or the one before when the kill landed between upload and registration.
+    # Either way those epochs come back exactly as the killed run recorded them.
+    restored = max(k for k in before if history[: k + 1] == before[k])
+    assert restored >= last - 1 >= 1

@@ -1,7 +1,7 @@
 """`graphtrain ingest`: interaction logs -> dataset artifact, with Ray Data.
 
 Ray Data reads every input file in parallel and validates each batch in the
-workers (:func:`graphtrain.data.schema.validate_batch`). The driver then builds the
+workers (:func:`graphtrain.data.schema.validate_table`). The driver then builds the
 id maps, dedupes, splits and writes the artifact atomically (``storage``).
 """
 

@@ -107,8 +107,10 @@ def _extend(known: Optional[pd.DataFrame], ids: np.ndarray, id_col: str, idx_col
     start = int(known[idx_col].max()) + 1
     appended = pd.DataFrame({id_col: new, idx_col: np.arange(start, start + len(new), dtype=np.int64)})
     table = pd.concat([known, appended], ignore_index=True)
-    index = np.where(position >= 0, known[idx_col].to_numpy()[np.maximum(position, 0)], 0)
-    index[position < 0] = appended[idx_col].to_numpy()
+    found = position >= 0
+    index = np.empty(len(ids), dtype=np.int64)
+    index[found] = known[idx_col].to_numpy()[position[found]]
+    index[~found] = appended[idx_col].to_numpy()
     return table, index
 
 

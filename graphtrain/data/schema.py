@@ -1,9 +1,9 @@
 """The data contract for interaction logs (DESIGN.md "Data contract").
 
-``validate_batch`` runs inside Ray Data workers: it normalises one batch to the
-canonical column types and tags each row with the reason it is unusable ("" when
-the row is good). Nothing is dropped here; the caller splits good rows from the
-quarantine.
+``validate_table`` runs inside Ray Data workers on Arrow batches: it normalises one
+batch to the canonical column types and tags each row with the reason it is
+unusable ("" when the row is good). Nothing is dropped here; the caller splits good
+rows from the quarantine.
 """
 
 from __future__ import annotations
@@ -48,13 +48,6 @@ def check_columns(columns: Iterable[str], *, domain_override: Optional[str], whe
         )
 
 
-def _ids(values: pd.Series) -> tuple[pd.Series, np.ndarray]:
-    """Ids as strings (ints become their decimal text); mask of null/empty ids."""
-    as_text = values.astype("string").str.strip()
-    bad = as_text.isna() | (as_text == "")
-    return as_text.fillna(""), bad.to_numpy()
-
-
 def _timestamps(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     """int64 seconds; mask of values that are missing or unparsable.
 
@@ -76,51 +69,6 @@ def _timestamps(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     return np.where(bad, 0, numeric).astype("int64"), bad
 
 
-def validate_batch(
-    batch: pd.DataFrame, *, domain_override: Optional[str], allowed_domains: Optional[tuple[str, ...]]
-) -> pd.DataFrame:
-    """Return the batch in canonical types with a ``_reason`` column."""
-    n = len(batch)
-    out = pd.DataFrame(index=range(n))
-    reason = np.full(n, "", dtype=object)
-
-    def flag(mask: np.ndarray, why: str) -> None:
-        reason[(reason == "") & mask] = why
-
-    out["user_id"], bad = _ids(batch["user_id"].reset_index(drop=True))
-    flag(bad, "null_user_id")
-    out["item_id"], bad = _ids(batch["item_id"].reset_index(drop=True))
-    flag(bad, "null_item_id")
-    if domain_override and "domain" not in batch.columns:
-        out["domain"] = domain_override
-    else:
-        out["domain"], bad = _ids(batch["domain"].reset_index(drop=True))
-        flag(bad, "null_domain")
-    if allowed_domains:
-        flag(~out["domain"].isin(allowed_domains).to_numpy(), "unknown_domain")
-    if "timestamp" in batch.columns:
-        out["timestamp"], bad = _timestamps(batch["timestamp"].reset_index(drop=True))
-        flag(bad, "bad_timestamp")
-    else:
-        out["timestamp"] = np.zeros(n, dtype="int64")
-    if "weight" in batch.columns:
-        weight = pd.to_numeric(batch["weight"].reset_index(drop=True), errors="coerce").to_numpy("float64")
-        flag(np.isnan(weight) | (weight < 0), "bad_weight")
-        out["weight"] = np.nan_to_num(weight, nan=0.0)
-    else:
-        out["weight"] = np.ones(n, dtype="float64")
-    if "split" in batch.columns:
-        split = batch["split"].reset_index(drop=True).astype("string").str.strip().str.lower()
-        flag(~split.isin(SPLITS).fillna(False).to_numpy(dtype=bool), "bad_split")
-        out["split"] = split.fillna("")
-    else:
-        out["split"] = ""
-    out[REASON] = reason.astype(str)
-    for column in ("user_id", "item_id", "domain", "split"):
-        out[column] = out[column].astype(str)
-    return out
-
-
 def _arrow_ids(column: pa.ChunkedArray) -> tuple[pa.ChunkedArray, pa.ChunkedArray]:
     """Ids as trimmed strings; mask of null/empty ids."""
     text = pc.utf8_trim_whitespace(pc.cast(column, pa.large_string()))
@@ -128,19 +76,17 @@ def _arrow_ids(column: pa.ChunkedArray) -> tuple[pa.ChunkedArray, pa.ChunkedArra
     return pc.fill_null(text, ""), pc.fill_null(bad, True)
 
 
-def _arrow_numbers(column: pa.ChunkedArray, parse) -> tuple[np.ndarray, np.ndarray]:
-    """float64 values and a missing-or-unparsable mask. Numeric columns convert in
-    Arrow; text columns (rare: a bad value made the reader keep text) go through
-    the pandas parser ``parse``."""
+def _weights(column: pa.ChunkedArray) -> np.ndarray:
+    """float64 weights, NaN where missing or unparsable."""
     if pa.types.is_integer(column.type) or pa.types.is_floating(column.type):
-        values = pc.cast(column, pa.float64()).to_numpy(zero_copy_only=False)
-        return values, np.isnan(values)
-    return parse(column.to_pandas())
+        return pc.cast(column, pa.float64()).to_numpy(zero_copy_only=False)
+    return pd.to_numeric(column.to_pandas(), errors="coerce").to_numpy("float64")
 
 
 def validate_table(table: pa.Table, *, domain_override: Optional[str], allowed_domains: Optional[tuple[str, ...]]) -> pa.Table:
-    """Arrow twin of :func:`validate_batch` (same columns, same reasons), used by
-    ingest's Ray Data workers: it avoids two pandas conversions per batch."""
+    """Return the batch in canonical types with a ``_reason`` column (and the
+    reader's ``path`` column when present). Arrow in, Arrow out: no pandas
+    conversion per batch in the workers."""
     n = table.num_rows
     reason = np.full(n, "", dtype=object)
 
@@ -161,15 +107,19 @@ def validate_table(table: pa.Table, *, domain_override: Optional[str], allowed_d
         known = pc.is_in(columns["domain"], value_set=pa.array(list(allowed_domains), pa.large_string()))
         flag(~known.to_numpy(zero_copy_only=False), "unknown_domain")
     if "timestamp" in table.column_names:
-        ts, bad = _arrow_numbers(table["timestamp"], _timestamps)
-        if ts.dtype != np.int64:
-            ts = np.where(bad, 0, ts).astype(np.int64)
+        column = table["timestamp"]
+        if pa.types.is_integer(column.type) or pa.types.is_floating(column.type):
+            seconds = pc.cast(column, pa.float64()).to_numpy(zero_copy_only=False)
+            bad = np.isnan(seconds)
+            ts = np.where(bad, 0, seconds).astype(np.int64)
+        else:  # text or datetimes: the pandas parser handles every flavour
+            ts, bad = _timestamps(column.to_pandas())
         flag(bad, "bad_timestamp")
         columns["timestamp"] = pa.array(ts, pa.int64())
     else:
         columns["timestamp"] = pa.array(np.zeros(n, dtype=np.int64))
     if "weight" in table.column_names:
-        weight, _ = _arrow_numbers(table["weight"], lambda s: (pd.to_numeric(s, errors="coerce").to_numpy("float64"), None))
+        weight = _weights(table["weight"])
         flag(np.isnan(weight) | (weight < 0), "bad_weight")
         columns["weight"] = pa.array(np.nan_to_num(weight, nan=0.0), pa.float64())
     else:

@@ -1,20 +1,17 @@
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 
-import pyarrow as pa
+from graphtrain.data.schema import REASON, check_columns, validate_table
+from graphtrain.errors import DataContractError
 
-from graphtrain.data.schema import REASON, check_columns, validate_batch, validate_table
 
-
-def _validate_arrow(batch, **kwargs):
+def validate(batch, **kwargs):
     # Arrow columns have one type: mixed Python objects arrive as text (as a CSV reader gives them).
     batch = batch.astype({c: "string" for c in batch.columns if batch[c].dtype == object})
     return validate_table(pa.Table.from_pandas(batch, preserve_index=False), **kwargs).to_pandas()
 
-
-VALIDATORS = pytest.mark.parametrize("validate", [validate_batch, _validate_arrow], ids=["pandas", "arrow"])
-from graphtrain.errors import DataContractError
 
 
 def test_missing_column_names_it_and_the_columns_found():
@@ -29,8 +26,7 @@ def test_domain_override_stands_in_for_the_column():
         check_columns(["user_id", "item_id"], domain_override=None, where="x")
 
 
-@VALIDATORS
-def test_every_reason_is_flagged_once_and_good_rows_pass(validate):
+def test_every_reason_is_flagged_once_and_good_rows_pass():
     batch = pd.DataFrame(
         {
             "user_id": ["u1", None, "u3", "u4", "u5", "u6", "u7", 8],
@@ -57,16 +53,14 @@ def test_every_reason_is_flagged_once_and_good_rows_pass(validate):
     assert out["timestamp"].dtype == np.int64
 
 
-@VALIDATORS
-def test_iso_timestamps_parse_to_seconds(validate):
+def test_iso_timestamps_parse_to_seconds():
     batch = pd.DataFrame({"user_id": ["u"], "item_id": ["i"], "domain": ["a"], "timestamp": ["2024-01-02T00:00:00Z"]})
     out = validate(batch, domain_override=None, allowed_domains=None)
     assert out.loc[0, REASON] == ""
     assert out.loc[0, "timestamp"] == 1_704_153_600
 
 
-@VALIDATORS
-def test_domain_override_and_numeric_ids(validate):
+def test_domain_override_and_numeric_ids():
     batch = pd.DataFrame({"user_id": [1, 2], "item_id": [10, None], "timestamp": [5, 6], "weight": [1.5, 2.0]})
     out = validate(batch, domain_override="books", allowed_domains=None)
     assert list(out["user_id"]) == ["1", "2"] and list(out["domain"]) == ["books", "books"]

@@ -14,6 +14,7 @@ import torch
 from graphtrain import storage
 from graphtrain.config import EvalConfig
 from graphtrain.data.dataset import Dataset
+from graphtrain.eval.cases import SampledCases
 from graphtrain.eval.metrics import Scorer, rank_metrics
 from graphtrain.models.artifact import ModelArtifact, seen_csr
 from graphtrain.models.popularity import item_popularity
@@ -31,7 +32,7 @@ def popularity_scorer(popularity: np.ndarray) -> Scorer:
     return lambda idx: counts.expand(len(idx), -1)
 
 
-def test_users(dataset: Dataset, domain: str) -> tuple[np.ndarray, np.ndarray]:
+def warm_and_cold_users(dataset: Dataset, domain: str) -> tuple[np.ndarray, np.ndarray]:
     """(warm, cold) test users of ``domain``."""
     test_u, _ = dataset.split_edges("test", domain)
     train_u, _ = dataset.split_edges("train", domain)
@@ -40,18 +41,31 @@ def test_users(dataset: Dataset, domain: str) -> tuple[np.ndarray, np.ndarray]:
     return users[has_history], users[~has_history]
 
 
-def evaluate_scorers(dataset: Dataset, domain: str, scorers: dict[str, Scorer], ks) -> dict:
-    warm, cold = test_users(dataset, domain)
+def evaluate_scorers(
+    dataset: Dataset, domain: str, scorers: dict[str, Scorer], ks, num_negatives: int = 999, seed: int = 0
+) -> dict:
+    """Metrics of every scorer on ``domain``'s test rows, per user group and protocol:
+    ``warm``/``cold`` rank all items (training items excluded); ``warm_sampled``/
+    ``cold_sampled`` rank each test row against ``num_negatives`` sampled items
+    (there ``recall@K`` equals ``hr@K``: one positive per case)."""
+    warm, cold = warm_and_cold_users(dataset, domain)
     n_users, n_items = dataset.num_users, dataset.num_items(domain)
     positives = seen_csr(*dataset.split_edges("test", domain), n_users)
     excluded = seen_csr(*dataset.split_edges("train", domain), n_users)
+    cases = SampledCases.of(dataset, domain, "test", num_negatives, seed)
+    warm_cases = np.isin(cases.users, warm)
     results = {}
     for name, scorer in scorers.items():
-        results[name] = {
-            group: {**rank_metrics(scorer, users, positives, excluded, n_items, ks), "users": int(len(users))}
-            for group, users in (("warm", warm), ("cold", cold))
-            if len(users)
-        }
+        results[name] = {}
+        for group, users, mask in (("warm", warm, warm_cases), ("cold", cold, ~warm_cases)):
+            if not len(users):
+                continue
+            results[name][group] = {
+                **rank_metrics(scorer, users, positives, excluded, n_items, ks), "users": int(len(users))
+            }
+            sampled = cases.subset(mask).metrics(scorer, ks, seed)
+            sampled.update({f"recall@{k}": sampled[f"hr@{k}"] for k in ks})
+            results[name][f"{group}_sampled"] = {**sampled, "cases": int(mask.sum())}
     return results
 
 
@@ -68,7 +82,9 @@ def evaluate(config: EvalConfig) -> dict:
         "protocol": {
             **dataset.meta["protocol"],
             "target_domain": target,
-            "ranking": "full (all target items, training items excluded)",
+            "ranking": "warm/cold: full (all target items, training items excluded); "
+            "*_sampled: each test row vs 999 sampled items the user never interacted with",
+            "negatives": 999,
             "ks": list(config.ks),
         },
         "models": evaluate_scorers(dataset, target, scorers, config.ks),
@@ -81,24 +97,28 @@ def evaluate(config: EvalConfig) -> dict:
     return report
 
 
+GROUPS = ("warm", "cold", "warm_sampled", "cold_sampled")
+
+
 def _plot(report: dict, path: str) -> None:
+    """Metric bars per model, one panel per user group and protocol."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     metrics = ("ndcg@10", "recall@20", "hr@10")
-    groups = ("warm", "cold")
-    fig, axes = plt.subplots(1, len(groups), figsize=(10, 4), sharey=True)
     names = list(report["models"])
-    for ax, group in zip(axes, groups):
+    groups = [g for g in GROUPS if any(g in report["models"][n] for n in names)]
+    fig, axes = plt.subplots(1, len(groups), figsize=(4.5 * len(groups), 4), squeeze=False)
+    for ax, group in zip(axes[0], groups):
         for offset, name in enumerate(names):
             values = [report["models"][name].get(group, {}).get(m, 0.0) for m in metrics]
             xs = np.arange(len(metrics)) + offset * 0.8 / len(names)
             ax.bar(xs, values, width=0.8 / len(names), label=name)
         ax.set_xticks(np.arange(len(metrics)) + 0.4 - 0.4 / len(names), metrics)
-        ax.set_title(f"{group} users ({report['protocol']['target_domain']})")
-    axes[0].legend()
+        ax.set_title(f"{group} ({report['protocol']['target_domain']})")
+    axes[0][0].legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
@@ -106,8 +126,8 @@ def _plot(report: dict, path: str) -> None:
 
 def format_table(report: dict) -> str:
     cols = ("recall@20", "ndcg@10", "hr@10", "mrr")
-    lines = [f"{'model':<14}{'users':<7}" + "".join(f"{c:>11}" for c in cols)]
+    lines = [f"{'model':<24}{'users':<14}" + "".join(f"{c:>11}" for c in cols)]
     for name, groups in report["models"].items():
         for group, values in groups.items():
-            lines.append(f"{name:<14}{group:<7}" + "".join(f"{values[c]:>11.4f}" for c in cols))
+            lines.append(f"{name:<24}{group:<14}" + "".join(f"{values[c]:>11.4f}" for c in cols))
     return "\n".join(lines)

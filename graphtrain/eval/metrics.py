@@ -62,3 +62,68 @@ def rank_metrics(
             sums[f"ndcg@{k}"] += float(((hits[:, :kk] * discounts[:kk]).sum(1) / ideal).sum())
     n = max(len(users), 1)
     return {name: value / n for name, value in sums.items()}
+
+
+def sample_negatives(
+    users: np.ndarray, seen: tuple[np.ndarray, np.ndarray], num_items: int, count: int, seed: int
+) -> np.ndarray:
+    """``count`` items per case drawn uniformly from the items the case's user never
+    interacted with (``seen`` is a CSR over all users); [len(users), count]."""
+    rng = np.random.default_rng(seed)
+    indptr, indices = seen
+    # Sorted keys user * num_items + item: one vectorised membership test per draw.
+    seen_users = np.repeat(np.arange(len(indptr) - 1), np.diff(indptr))
+    seen_keys = np.sort(seen_users * num_items + indices)
+    out = np.empty((len(users), count), dtype=np.int64)
+    todo = np.arange(len(users))
+    filled = np.zeros(len(users), dtype=np.int64)
+    while len(todo):
+        draw = rng.integers(0, num_items, size=(len(todo), count + count // 4 + 8))
+        keys = users[todo, None] * num_items + draw
+        at = np.minimum(np.searchsorted(seen_keys, keys), max(len(seen_keys) - 1, 0))
+        ok = seen_keys[at] != keys if len(seen_keys) else np.ones_like(draw, dtype=bool)
+        still = []
+        for row, case in enumerate(todo):
+            fresh = draw[row][ok[row]][: count - filled[case]]
+            out[case, filled[case] : filled[case] + len(fresh)] = fresh
+            filled[case] += len(fresh)
+            if filled[case] < count:
+                still.append(case)
+        todo = np.array(still, dtype=np.int64)
+    return out
+
+
+def sampled_metrics(
+    scorer: Scorer,
+    users: np.ndarray,
+    items: np.ndarray,
+    negatives: np.ndarray,
+    ks: tuple[int, ...] = (10, 20),
+    seed: int = 0,
+    chunk: int = 1024,
+) -> dict[str, float]:
+    """The sampled protocol (DisenCDR, CDRIB): each held-out (user, item) case is
+    ranked against its own sampled negatives; HR@K, NDCG@K and MRR averaged over
+    cases. Ties are broken uniformly at random (seeded), so a constant scorer gets
+    the expected value of a random ranking rather than a flattering one."""
+    rng = np.random.default_rng(seed)
+    sums = {f"{m}@{k}": 0.0 for k in ks for m in ("hr", "ndcg")}
+    sums["mrr"] = 0.0
+    order = np.argsort(users, kind="stable")
+    for begin in range(0, len(order), chunk):
+        cases = order[begin : begin + chunk]
+        batch_users, inverse = np.unique(users[cases], return_inverse=True)
+        full = scorer(batch_users)
+        rows = torch.from_numpy(inverse)
+        pos = full[rows, torch.from_numpy(items[cases].astype(np.int64))].unsqueeze(1)
+        neg = full[rows.unsqueeze(1), torch.from_numpy(negatives[cases].astype(np.int64))]
+        above = (neg > pos).sum(1).numpy()
+        ties = (neg == pos).sum(1).numpy()
+        rank = above + rng.integers(0, ties + 1) + 1  # 1-based
+        sums["mrr"] += float((1.0 / rank).sum())
+        for k in ks:
+            hit = rank <= k
+            sums[f"hr@{k}"] += float(hit.sum())
+            sums[f"ndcg@{k}"] += float((hit / np.log2(rank + 1)).sum())
+    n = max(len(users), 1)
+    return {name: value / n for name, value in sums.items()}

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from graphtrain.eval.metrics import rank_metrics
+from graphtrain.eval.metrics import rank_metrics, sample_negatives, sampled_metrics
 from graphtrain.models.artifact import seen_csr
 
 
@@ -30,3 +30,35 @@ def test_perfect_scorer_scores_one():
     scores = torch.eye(4)
     m = rank_metrics(lambda idx: scores[torch.from_numpy(idx)], np.arange(4), seen_csr(np.arange(4), np.arange(4), 4), seen_csr(np.array([], dtype=np.int64), np.array([], dtype=np.int64), 4), 4, ks=(1,))
     assert m == {"recall@1": 1.0, "ndcg@1": 1.0, "hr@1": 1.0, "mrr": 1.0}
+
+
+def test_sampled_negatives_avoid_every_item_the_user_touched():
+    seen = seen_csr(np.array([0, 0, 0, 1]), np.array([0, 1, 2, 5]), 2)
+    negatives = sample_negatives(np.array([0, 1, 0]), seen, num_items=10, count=200, seed=0)
+    assert negatives.shape == (3, 200)
+    assert not np.isin(negatives[[0, 2]], [0, 1, 2]).any()
+    assert not np.isin(negatives[1], [5]).any()
+    assert set(np.unique(negatives[0])) == set(range(3, 10))
+
+
+def test_sampled_protocol_ranks_each_case_against_its_negatives():
+    # 3 items; item i scores i for every user.
+    scores = torch.tensor([[0.0, 1.0, 2.0]]).expand(2, -1)
+    scorer = lambda idx: scores[torch.from_numpy(idx)]  # noqa: E731
+    users, items = np.array([0, 1]), np.array([2, 0])
+    negatives = np.array([[0, 1], [1, 2]])
+    m = sampled_metrics(scorer, users, items, negatives, ks=(1, 2))
+    # case 0: positive scores highest -> rank 1; case 1: lowest -> rank 3.
+    assert m["hr@1"] == pytest.approx(0.5)
+    assert m["hr@2"] == pytest.approx(0.5)
+    assert m["ndcg@2"] == pytest.approx(0.5)
+    assert m["mrr"] == pytest.approx((1 + 1 / 3) / 2)
+
+
+def test_sampled_protocol_breaks_ties_at_random():
+    """A constant scorer must score like a random ranking, not like a perfect one."""
+    scorer = lambda idx: torch.zeros(len(idx), 1000)  # noqa: E731
+    users = np.zeros(5000, dtype=np.int64)
+    negatives = np.random.default_rng(0).integers(1, 1000, size=(5000, 99))
+    m = sampled_metrics(scorer, users, np.zeros(5000, dtype=np.int64), negatives, ks=(10,))
+    assert m["hr@10"] == pytest.approx(0.1, abs=0.02)

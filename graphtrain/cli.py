@@ -28,6 +28,30 @@ def _key_value(text: str) -> tuple[str, object]:
     return key, {"true": True, "false": False}.get(value.lower(), value)
 
 
+def _training_flags(p: argparse.ArgumentParser) -> None:
+    """Flags shared by `run` and `train` (defaults: TrainConfig and ModelConfig)."""
+    from graphtrain.config import LR_SCHEDULES, NEGATIVES, ModelConfig, TrainConfig
+
+    p.add_argument("--learning-rate", type=float, default=TrainConfig.learning_rate)
+    p.add_argument("--weight-decay", type=float, default=TrainConfig.weight_decay, help="L2 on the rows a batch scores")
+    p.add_argument("--lr-schedule", choices=LR_SCHEDULES, default=TrainConfig.lr_schedule)
+    p.add_argument("--patience", type=int, default=TrainConfig.patience,
+                   help="stop after N epochs without a better valid NDCG@10 (0: never)")
+    p.add_argument("--negatives", choices=NEGATIVES, default=TrainConfig.negatives, help="how negative items are drawn")
+    p.add_argument("--embedding-dim", type=int, default=ModelConfig.embedding_dim)
+    p.add_argument("--layer", choices=("lightgcn", "gnn"), default="lightgcn" if ModelConfig.lightgcn else "gnn",
+                   help="lightgcn: W = I, no nonlinearity; gnn: learned W and LeakyReLU per layer")
+    p.add_argument("--no-transfer", dest="transfer", action="store_false", help="without the transfer head (ablation)")
+
+
+def model_from_args(args: argparse.Namespace):
+    from graphtrain.config import ModelConfig
+
+    return ModelConfig(
+        embedding_dim=args.embedding_dim, num_layers=len(args.fanouts), lightgcn=args.layer == "lightgcn", transfer=args.transfer
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="graphtrain", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -50,6 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fanouts", type=_fanouts, default=(10, 10), help="per layer, e.g. 10,10")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--gpu", action="store_true")
+    _training_flags(p)
 
     p = sub.add_parser("ingest", help="logs -> dataset artifact (Ray Data)")
     p.add_argument("--input", action="append", required=True)
@@ -85,9 +110,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--epochs", type=int, default=5)
     p.add_argument("--batch-size", type=int, default=1024)
-    p.add_argument("--fanouts", type=_fanouts, default=(10, 10))
+    p.add_argument("--fanouts", type=_fanouts, default=(10, 10), help="per layer, e.g. 10,10")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--gpu", action="store_true")
+    _training_flags(p)
 
     p = sub.add_parser("export", help="checkpoint -> model artifact")
     p.add_argument("--dataset", required=True)
@@ -125,7 +151,7 @@ def dispatch(args: argparse.Namespace) -> None:
     elif args.command == "run":
         from graphtrain.pipeline import run
 
-        run(config_from_args(cfg.RunConfig, args, inputs=args.input))
+        run(config_from_args(cfg.RunConfig, args, inputs=args.input, model=model_from_args(args)))
     elif args.command == "ingest":
         from graphtrain.data.ingest import format_summary, ingest
 
@@ -139,7 +165,7 @@ def dispatch(args: argparse.Namespace) -> None:
     elif args.command == "train":
         from graphtrain.train.trainer import train
 
-        result = train(config_from_args(cfg.TrainConfig, args))
+        result = train(config_from_args(cfg.TrainConfig, args, model=model_from_args(args)))
         print(json.dumps(result, indent=2, default=str))
     elif args.command == "export":
         from graphtrain.models.export import export

@@ -87,6 +87,11 @@ def run(config: RunConfig, log=print) -> dict:
                 epochs=config.epochs,
                 batch_size=config.batch_size,
                 fanouts=config.fanouts,
+                learning_rate=config.learning_rate,
+                weight_decay=config.weight_decay,
+                lr_schedule=config.lr_schedule,
+                patience=config.patience,
+                negatives=config.negatives,
                 gpu=config.gpu,
                 seed=config.seed,
             )
@@ -168,7 +173,7 @@ def demo(workdir: str | None = None, epochs: int = 5, port: int | None = None, l
 
 def warm_test_user(dataset, domain: str) -> str:
     """The raw id of a test user with training history in ``domain``."""
-    from graphtrain.eval.evaluate import test_users
+    from graphtrain.eval.evaluate import warm_and_cold_users
 
-    warm, _ = test_users(dataset, domain)
+    warm, _ = warm_and_cold_users(dataset, domain)
     return str(dataset.users.set_index("user_idx").loc[int(warm[0]), "user_id"])

@@ -1,5 +1,5 @@
 from graphtrain import config as cfg
-from graphtrain.cli import build_parser, config_from_args, main
+from graphtrain.cli import build_parser, config_from_args, main, model_from_args
 
 
 def test_run_flags_map_onto_the_run_config():
@@ -10,6 +10,23 @@ def test_run_flags_map_onto_the_run_config():
     run = config_from_args(cfg.RunConfig, args, inputs=args.input)
     assert run.inputs == ["a", "b"] and run.workers == 3 and run.fanouts == (5, 4)
     assert run.num_parts == 2 and run.partition_method == "random"
+
+
+def test_training_flags_reach_the_train_config_and_the_model():
+    args = build_parser().parse_args(
+        ["train", "--dataset", "d", "--partitions", "p", "--output", "o", "--source-domain", "books",
+         "--target-domain", "movies", "--fanouts", "5,5,5", "--learning-rate", "0.02", "--weight-decay", "0.01",
+         "--lr-schedule", "constant", "--patience", "0", "--negatives", "popularity", "--embedding-dim", "32",
+         "--layer", "gnn", "--no-transfer"]
+    )
+    train = config_from_args(cfg.TrainConfig, args, model=model_from_args(args))
+    assert (train.learning_rate, train.weight_decay, train.lr_schedule) == (0.02, 0.01, "constant")
+    assert train.patience == 0 and train.negatives == "popularity"
+    assert train.model == cfg.ModelConfig(embedding_dim=32, num_layers=3, lightgcn=False, transfer=False)
+    defaults = build_parser().parse_args(
+        ["train", "--dataset", "d", "--partitions", "p", "--output", "o", "--source-domain", "b", "--target-domain", "m"]
+    )
+    assert model_from_args(defaults) == cfg.ModelConfig()
 
 
 def test_bad_value_exits_2_naming_field_value_and_fix(capsys):

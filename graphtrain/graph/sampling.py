@@ -10,7 +10,7 @@ model never sees a DGL object.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Optional, Protocol
 
 import numpy as np
 import torch
@@ -105,13 +105,35 @@ class EdgeBatchSampler:
     neighbourhood, so the model cannot read the answer off the graph.
     """
 
-    def __init__(self, source: GraphSource, domains: list[str], num_items: dict[str, int], fanouts, num_negatives: int):
+    def __init__(
+        self,
+        source: GraphSource,
+        domains: list[str],
+        num_items: dict[str, int],
+        fanouts,
+        num_negatives: int,
+        negative_weights: Optional[dict[str, np.ndarray]] = None,
+    ):
         self.source = source
         self.domains = list(domains)
         self.num_items = dict(num_items)
         self.fanouts = list(fanouts)
         self.num_negatives = num_negatives
+        # Negatives are uniform over a domain's items, or drawn in proportion to
+        # ``negative_weights[domain]`` (inverse-CDF lookup: one searchsorted per batch).
+        self._negative_cdf = {}
+        for domain, weights in (negative_weights or {}).items():
+            cdf = np.cumsum(np.asarray(weights, dtype=np.float64))
+            if len(cdf) != self.num_items[domain] or not cdf[-1] > 0:
+                raise ValueError(f"negative_weights[{domain!r}]: need {self.num_items[domain]} weights with a positive sum")
+            self._negative_cdf[domain] = cdf / cdf[-1]
         self._dgl = import_dgl()
+
+    def draw_negatives(self, domain: str, shape: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
+        cdf = self._negative_cdf.get(domain)
+        if cdf is None:
+            return rng.integers(0, self.num_items[domain], size=shape)
+        return np.minimum(np.searchsorted(cdf, rng.random(shape), side="right"), len(cdf) - 1)
 
     def sample(self, batch: EdgeBatch, rng: np.random.Generator) -> MiniBatch:
         seeds: dict[str, np.ndarray] = {USER: np.unique(batch.users)}
@@ -121,7 +143,7 @@ class EdgeBatchSampler:
             rows = batch.domain == d_idx
             if not rows.any():
                 continue
-            neg = rng.integers(0, self.num_items[domain], size=(int(rows.sum()), self.num_negatives))
+            neg = self.draw_negatives(domain, (int(rows.sum()), self.num_negatives), rng)
             negatives[domain] = neg
             seeds[item_type(domain)] = np.unique(np.concatenate([batch.items[rows], neg.ravel()]))
             eids = batch.edge_ids[rows]

@@ -31,6 +31,9 @@ def export(dataset_uri: str, checkpoint_uri: str, output: str) -> dict:
         arrays[f"seen_indptr@{domain}"], arrays[f"seen_indices@{domain}"] = artifact.seen_csr(users, items, dataset.num_users)
     with open(os.path.join(checkpoint_dir, "state.json")) as f:
         state = json.load(f)
+    # The whole run's history lives in the newest checkpoint (the exported one may be earlier).
+    with open(os.path.join(checkpoint.resolve(checkpoint_uri, "last"), "state.json")) as f:
+        history = json.load(f)["history"]
     manifest = {
         "version": time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()),
         "domains": dataset.domains,
@@ -42,11 +45,12 @@ def export(dataset_uri: str, checkpoint_uri: str, output: str) -> dict:
         "epoch": state["epoch"],
         "dataset": dataset_uri,
         "train": {
-            "epochs": state["epoch"] + 1,
-            "seconds": round(sum(m["epoch_seconds"] for m in state["history"]), 3),
+            "epochs": len(history),
+            "best_epoch": state["epoch"],
+            "seconds": round(sum(m["epoch_seconds"] for m in history), 3),
             "workers": state.get("workers", 1),
             "device": state.get("device", "cpu"),
-            "history": state["history"],
+            "history": history,
         },
     }
     with storage.atomic_artifact(output) as staging:

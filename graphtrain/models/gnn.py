@@ -67,11 +67,28 @@ class MigrationGNN(nn.Module):
                 for linear in layer.values():
                     nn.init.eye_(linear.weight)
                     nn.init.zeros_(linear.bias)
+        # Item bias b_i, scored as u·i + b_i: mean aggregation drops the degree signal
+        # that carries item popularity, which matters most for sparse users.
+        self.item_bias = None
+        if config.item_bias:
+            self.item_bias = nn.ModuleDict({nt: nn.Embedding(n, 1) for nt, n in self.num_nodes.items() if nt != USER})
+            for table in self.item_bias.values():
+                nn.init.zeros_(table.weight)
         self.transfer = None
         if config.transfer:
             self.transfer = nn.Sequential(
                 nn.Linear(dim, config.transfer_hidden), nn.ReLU(), nn.Linear(config.transfer_hidden, dim)
             )
+
+    @torch.no_grad()
+    def init_item_bias(self, counts: dict[str, torch.Tensor]) -> None:
+        """Start b_i at log(1 + training interactions of i): training begins at the
+        popularity ranking and learns the personal part on top of it."""
+        if self.item_bias is None:
+            return
+        for nt, table in self.item_bias.items():
+            if nt in counts:
+                table.weight.copy_(torch.log1p(counts[nt].to(table.weight.dtype)).unsqueeze(1))
 
     # -- message passing -------------------------------------------------------------
     def _layer(self, index: int, x: dict[str, torch.Tensor], layer) -> tuple[dict[str, torch.Tensor], torch.Tensor | None]:
@@ -103,7 +120,18 @@ class MigrationGNN(nn.Module):
             for nt, h in x.items():
                 total[nt] = total[nt] + h[: num_out.get(nt, 0)]
         final = {nt: h / (len(layers) + 1) for nt, h in total.items()}
+        if self.item_bias is not None:
+            for nt in self.item_bias.keys() & final.keys():
+                # Output nodes are the first rows of the input nodes (DGL block order).
+                final[nt] = torch.cat([final[nt], self.item_bias[nt](input_nodes[nt][: len(final[nt])])], 1)
         return final, source_message
+
+    def _augment_users(self, users: torch.Tensor) -> torch.Tensor:
+        """Users get a constant 1 column against the items' bias column, so a score
+        stays one dot product (and the exported vectors serve as they are)."""
+        if self.item_bias is None:
+            return users
+        return torch.cat([users, users.new_ones(len(users), 1)], 1)
 
     # -- task methods ---------------------------------------------------------------
     def user_representation(
@@ -111,12 +139,12 @@ class MigrationGNN(nn.Module):
     ) -> torch.Tensor:
         """A user's representation for scoring items of ``domain``."""
         if domain != self.target_domain or self.transfer is None or source_message is None:
-            return final_users
-        return final_users + self.transfer(source_message)
+            return self._augment_users(final_users)
+        return self._augment_users(final_users + self.transfer(source_message))
 
     def transferred(self, source_message: torch.Tensor) -> torch.Tensor:
         """T(m_u) alone: the target-space interests read off source history."""
-        return self.transfer(source_message)
+        return self._augment_users(self.transfer(source_message))
 
     @staticmethod
     def score(users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:

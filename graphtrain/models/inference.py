@@ -19,4 +19,5 @@ def full_graph_layers(dataset: Dataset, num_layers: int) -> list[LayerEdges]:
 def embed(model: MigrationGNN, dataset: Dataset) -> dict[str, dict[str, torch.Tensor]]:
     """User representations per scoring domain and item representations per domain."""
     model.eval()
-    return model.embed(full_graph_layers(dataset, model.config.num_layers))
+    device = next(model.parameters()).device
+    return model.embed([layer.to(device) for layer in full_graph_layers(dataset, model.config.num_layers)])

@@ -43,15 +43,20 @@ def save(
     )
 
 
-def resolve(uri: str) -> str:
-    """A local checkpoint directory from a checkpoint dir or a checkpoints root."""
+def resolve(uri: str, which: str = "checkpoint") -> str:
+    """A local checkpoint directory from a checkpoint dir or a checkpoints root.
+
+    Under a root, ``latest.json`` names ``checkpoint`` (the best validated epoch, what
+    export uses) and ``last`` (the newest epoch); a checkpoint dir is both.
+    """
     path = storage.materialize(uri)
     if os.path.exists(os.path.join(path, "model.pt")):
         return path
     latest = os.path.join(path, LATEST)
     if os.path.exists(latest):
         with open(latest) as f:
-            return storage.materialize(json.load(f)["checkpoint"])
+            pointer = json.load(f)
+        return storage.materialize(pointer.get(which, pointer["checkpoint"]))
     raise ArtifactError(f"no checkpoint at {uri!r}: expected model.pt or {LATEST}; run `graphtrain train` first")
 
 

@@ -21,7 +21,10 @@ from graphtrain.config import TrainConfig
 from graphtrain.data.dataset import Dataset
 from graphtrain.graph.sampling import EdgeBatch, EdgeBatchSampler, GraphSource
 from graphtrain.models.gnn import MigrationGNN
+from graphtrain.graph.names import item_type
 from graphtrain.models.losses import bpr_loss, l2_penalty
+from graphtrain.models.popularity import item_popularity
+from graphtrain.train.validation import Validation, learning_rate_at, should_stop
 
 # report(epoch, metrics, model, optimizer, history) -> None; called after every epoch.
 Reporter = Callable[[int, dict, MigrationGNN, torch.optim.Optimizer, list], None]
@@ -117,6 +120,8 @@ def train_worker(
     source.seed(config.seed + rank)
     device = pick_device(config.gpu)
     model = MigrationGNN(config.model, dataset.num_nodes, config.source_domain, config.target_domain)
+    popularity = {d: item_popularity(dataset, d) for d in dataset.domains}
+    model.init_item_bias({item_type(d): torch.from_numpy(counts) for d, counts in popularity.items()})
     optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
     first_epoch, history = 0, []
     if resume is not None:
@@ -133,8 +138,17 @@ def train_worker(
             step_loss, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=True
         )
     edges = TrainEdges.from_dataset(dataset)
-    sampler = EdgeBatchSampler(source, dataset.domains, {d: dataset.num_items(d) for d in dataset.domains}, config.fanouts, config.num_negatives)
+    sampler = EdgeBatchSampler(
+        source, dataset.domains, {d: dataset.num_items(d) for d in dataset.domains}, config.fanouts,
+        config.num_negatives, negative_weights=popularity if config.negatives == "popularity" else None,
+    )
+    # Rank 0 validates and decides; the others follow its decision.
+    validation = Validation.of(dataset, config.target_domain, config.seed) if rank == 0 else None
     for epoch in range(first_epoch, config.epochs):
+        if should_stop(history, config.patience):
+            break
+        for group in optimizer.param_groups:
+            group["lr"] = learning_rate_at(config, epoch)
         shard = edges.shard(rank, world_size, epoch, config.seed)
         rng = np.random.default_rng([config.seed, epoch, rank, 1])
         started, sample_s, seeds, total_loss, steps = time.perf_counter(), 0.0, 0, 0.0, 0
@@ -163,10 +177,26 @@ def train_worker(
             "epoch_seconds": seconds,
             "sample_seconds": sample_s,
             "seeds_per_s": seeds / seconds if seconds > 0 else 0.0,
+            "learning_rate": learning_rate_at(config, epoch),
             "device": device.type,
         }
+        if validation is not None:
+            started = time.perf_counter()
+            metrics.update(validation(model))
+            metrics["valid_seconds"] = time.perf_counter() - started
         history.append(metrics)
         if report is not None:
             report(epoch, metrics, model, optimizer, history)
+        if _stop_everywhere(should_stop(history, config.patience), world_size, device):
+            break
     return history
+
+
+def _stop_everywhere(stop: bool, world_size: int, device: torch.device) -> bool:
+    """Rank 0's early-stopping decision, shared with every worker (DDP steps in lockstep)."""
+    if world_size > 1 and dist.is_available() and dist.is_initialized():
+        flag = torch.tensor([1 if stop else 0], device=device)  # NCCL needs it on the GPU
+        dist.broadcast(flag, src=0)
+        return bool(flag.item())
+    return stop
 

@@ -16,6 +16,7 @@ from graphtrain import storage
 from graphtrain.config import TrainConfig
 from graphtrain.ray_env import ensure_ray
 from graphtrain.train import checkpoint
+from graphtrain.train.validation import best_epoch
 
 RUN_NAME = "train"
 
@@ -56,7 +57,8 @@ def ray_train_loop(loop_config: dict) -> None:
 
 
 def train(config: TrainConfig) -> dict:
-    """Train; returns ``{"checkpoint", "metrics", "seconds"}`` and writes ``latest.json``."""
+    """Train; returns ``{"checkpoint", "last_checkpoint", "best_epoch", "metrics", "seconds"}``
+    and writes ``latest.json``, which points export at the best validated epoch."""
     from ray.train import CheckpointConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
@@ -82,10 +84,18 @@ def train(config: TrainConfig) -> dict:
     seconds = time.perf_counter() - started
     if result.checkpoint is None:
         raise RuntimeError(f"training finished without a checkpoint; see the logs under {storage_path}")
-    summary = {"checkpoint": result.checkpoint.path, "metrics": result.metrics, "seconds": seconds}
+    last = result.checkpoint.path
+    with result.checkpoint.as_directory() as directory:
+        with open(f"{directory}/state.json") as f:
+            history = json.load(f)["history"]
+    # Export the best validated epoch (early stopping's choice); the last one without validation.
+    best = best_epoch(history)
+    chosen = last if best is None else f"{last.rsplit('/', 1)[0]}/epoch_{best:04d}"
+    summary = {"checkpoint": chosen, "last_checkpoint": last, "best_epoch": best, "metrics": result.metrics, "seconds": seconds}
     fs, root = storage.filesystem(config.output)
     with fs.open_output_stream(f"{root}/{checkpoint.LATEST}") as f:
-        f.write(json.dumps({"checkpoint": _uri(config.output, result.checkpoint.path)}, indent=2).encode())
+        pointer = {"checkpoint": _uri(config.output, chosen), "last": _uri(config.output, last), "best_epoch": best}
+        f.write(json.dumps(pointer, indent=2).encode())
     return summary
 
 

@@ -78,3 +78,17 @@ def test_shards_cover_every_edge_once_and_have_equal_length(tiny_dataset):
     for s in shards:
         seen |= set(zip(s.domain, s.edge_ids))
     assert len(seen) == len(edges.users)
+
+
+def test_popularity_negatives_follow_the_weights(tiny_dataset):
+    source = LocalGraphSource(train_graph(tiny_dataset))
+    num_items = {d: tiny_dataset.num_items(d) for d in tiny_dataset.domains}
+    weights = {d: np.zeros(n) for d, n in num_items.items()}
+    for w in weights.values():
+        w[[3, 7]] = [1.0, 3.0]
+    sampler = EdgeBatchSampler(source, tiny_dataset.domains, num_items, (5, 5), 1, negative_weights=weights)
+    drawn = sampler.draw_negatives("movies", (4000, 1), np.random.default_rng(0))
+    assert set(np.unique(drawn)) == {3, 7}
+    assert abs((drawn == 7).mean() - 0.75) < 0.03
+    uniform = EdgeBatchSampler(source, tiny_dataset.domains, num_items, (5, 5), 1)
+    assert len(np.unique(uniform.draw_negatives("movies", (4000, 1), np.random.default_rng(0)))) > 100

@@ -41,7 +41,14 @@ def test_run_then_serve_over_http(ray_session, tmp_path):
     assert set(on_disk["models"]) == {"graphtrain", "popularity"}
     assert on_disk["train"]["epochs"] == 3 and on_disk["train"]["workers"] == 2
     models = report["models"]
+    for protocol in ("warm", "cold", "warm_sampled", "cold_sampled"):
+        assert set(models["graphtrain"][protocol]) >= {"recall@20", "ndcg@10", "hr@10", "mrr"}, protocol
     assert models["graphtrain"]["cold"]["ndcg@10"] > models["popularity"]["cold"]["ndcg@10"], models
+    assert models["graphtrain"]["cold_sampled"]["ndcg@10"] > models["popularity"]["cold_sampled"]["ndcg@10"], models
+    # Export takes the epoch with the best valid NDCG@10.
+    manifest = json.loads((workdir / "model" / "manifest.json").read_text())
+    history = manifest["train"]["history"]
+    assert manifest["epoch"] == max(range(3), key=lambda e: (history[e]["valid_ndcg@10"], -e))
     assert (workdir / "reports" / "metrics.png").stat().st_size > 0
     epochs = sorted(p for p in os.listdir(workdir / "checkpoints" / "train") if p.startswith("epoch_"))
     assert epochs == ["epoch_0000", "epoch_0001", "epoch_0002"]

@@ -40,7 +40,11 @@ def test_lightgcn_has_no_layer_weights_and_transfer_is_target_only(tiny_dataset)
     model = MigrationGNN(ModelConfig(embedding_dim=8, lightgcn=True), tiny_dataset.num_nodes, "books", "movies")
     assert model.weights is None
     reps = embed(model, tiny_dataset)
-    torch.testing.assert_close(reps["users"]["books"], reps["users"]["movies"] - model.transferred(_source_messages(model, tiny_dataset)))
+    with torch.no_grad():
+        transfer = model.transfer(_source_messages(model, tiny_dataset))
+    # The last column is the constant 1 scored against the item bias.
+    torch.testing.assert_close(reps["users"]["books"][:, :-1], reps["users"]["movies"][:, :-1] - transfer)
+    assert bool((reps["users"]["movies"][:, -1] == 1).all())
     no_transfer = MigrationGNN(ModelConfig(embedding_dim=8, transfer=False), tiny_dataset.num_nodes, "books", "movies")
     reps = embed(no_transfer, tiny_dataset)
     torch.testing.assert_close(reps["users"]["books"], reps["users"]["movies"])
@@ -59,3 +63,18 @@ def test_layer_edges_for_the_full_graph_cover_every_train_edge(tiny_dataset):
     assert len(layers) == 3 and isinstance(layers[0], LayerEdges)
     n_train = int((tiny_dataset.edges["split"] == "train").sum())
     assert sum(len(s) for s, _ in layers[0].edges.values()) == 2 * n_train
+
+
+def test_item_bias_starts_at_log_popularity_and_is_scored_by_the_dot_product(tiny_dataset):
+    model = MigrationGNN(ModelConfig(embedding_dim=8), tiny_dataset.num_nodes, "books", "movies")
+    counts = torch.arange(tiny_dataset.num_items("movies"), dtype=torch.float32)
+    model.init_item_bias({item_type("movies"): counts})
+    reps = embed(model, tiny_dataset)
+    items, users = reps["items"]["movies"], reps["users"]["movies"]
+    assert items.shape[1] == users.shape[1] == 9
+    torch.testing.assert_close(items[:, -1], torch.log1p(counts))
+    # score = u·i + b_i with one matmul
+    scores = users @ items.T
+    torch.testing.assert_close(scores, users[:, :-1] @ items[:, :-1].T + torch.log1p(counts))
+    plain = MigrationGNN(ModelConfig(embedding_dim=8, item_bias=False), tiny_dataset.num_nodes, "books", "movies")
+    assert embed(plain, tiny_dataset)["items"]["movies"].shape[1] == 8

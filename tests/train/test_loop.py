@@ -3,19 +3,14 @@
 import numpy as np
 import torch
 
-from graphtrain.config import ModelConfig, TrainConfig
 from graphtrain.graph.build import train_graph
 from graphtrain.graph.sampling import LocalGraphSource
 from graphtrain.train import checkpoint
 from graphtrain.train.loop import train_worker
+from tests.train.configs import tiny_train_config
 
 
-def _config(**overrides):
-    base = dict(
-        dataset="unused", partitions="unused", output="unused", source_domain="books", target_domain="movies",
-        model=ModelConfig(embedding_dim=16), epochs=3, batch_size=256, fanouts=(5, 5), learning_rate=0.02,
-    )
-    return TrainConfig(**{**base, **overrides})
+_config = tiny_train_config
 
 
 def test_loss_falls_and_metrics_are_reported(tiny_dataset):

@@ -29,6 +29,7 @@ def test_killed_run_resumes_at_the_next_epoch(ray_session, tiny_dataset_uri, tmp
     args = [
         "train", "--dataset", tiny_dataset_uri, "--partitions", parts, "--output", str(out),
         "--source-domain", "books", "--target-domain", "movies", "--workers", "2", "--epochs", "200", "--batch-size", "256",
+        "--patience", "0",  # no early stop: this test is about resuming
     ]
     # A second driver joins the session's Ray instance, as `ray job submit` would.
     env = {**os.environ, "RAY_ADDRESS": ray_session.get_runtime_context().gcs_address}
@@ -56,11 +57,11 @@ def test_killed_run_resumes_at_the_next_epoch(ray_session, tiny_dataset_uri, tmp
     result = train(
         TrainConfig(
             dataset=tiny_dataset_uri, partitions=parts, output=str(out), source_domain="books", target_domain="movies",
-            model=ModelConfig(), workers=2, epochs=last + 3, batch_size=256,
+            model=ModelConfig(), workers=2, epochs=last + 3, batch_size=256, patience=0,
         )
     )
-    assert result["checkpoint"].endswith(f"epoch_{last + 2:04d}")
-    with open(os.path.join(result["checkpoint"], "state.json")) as f:
+    assert result["last_checkpoint"].endswith(f"epoch_{last + 2:04d}")
+    with open(os.path.join(result["last_checkpoint"], "state.json")) as f:
         history = json.load(f)["history"]
     assert [m["epoch"] for m in history] == list(range(last + 3))
     # Ray restores the newest checkpoint its controller had registered: the last on

@@ -100,6 +100,20 @@ class Dataset:
             index[reverse_etype(domain)] = (i, u)
         return index
 
+    def only_domains(self, domains: list[str]) -> "Dataset":
+        """The same users with the edges and items of ``domains`` only (e.g. a
+        target-only baseline); indices are unchanged."""
+        unknown = sorted(set(domains) - set(self.domains))
+        if unknown:
+            raise ValueError(f"domains {unknown} are not in this dataset (it has {self.domains})")
+        meta = {**self.meta, "domains": list(domains), "num_items": {d: self.meta["num_items"][d] for d in domains}}
+        return Dataset(
+            edges=self.edges[self.edges["domain"].isin(domains)].reset_index(drop=True),
+            users=self.users,
+            items=self.items[self.items["domain"].isin(domains)].reset_index(drop=True),
+            meta=meta,
+        )
+
     def split_edges(self, split: str, domain: str) -> tuple[np.ndarray, np.ndarray]:
         """(user_idx, item_idx) of one split in one domain."""
         rows = self.edges[(self.edges["split"] == split) & (self.edges["domain"] == domain)]

@@ -154,3 +154,13 @@ def test_ingest_from_and_to_s3_on_a_real_s3_protocol_server(tiny_logs_dir, tmp_p
         remote = Dataset.load("s3://logs-bucket/runs/dataset", options)
         pd.testing.assert_frame_equal(remote.edges, Dataset.load(str(tmp_path / "d")).edges)
         assert s3.get_file_info("logs-bucket/runs/dataset/_SUCCESS").type == pafs.FileType.File
+
+
+def test_only_domains_keeps_indices_and_drops_the_other_domains(tiny_dataset):
+    movies = tiny_dataset.only_domains(["movies"])
+    assert movies.domains == ["movies"] and set(movies.edges["domain"]) == {"movies"}
+    assert movies.num_users == tiny_dataset.num_users
+    assert movies.num_nodes == {"user": tiny_dataset.num_users, "item@movies": tiny_dataset.num_items("movies")}
+    assert (movies.split_edges("train", "movies")[1] == tiny_dataset.split_edges("train", "movies")[1]).all()
+    with pytest.raises(ValueError, match="music"):
+        tiny_dataset.only_domains(["music"])

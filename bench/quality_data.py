@@ -1,0 +1,81 @@
+"""The two evaluation protocols of bench/quality.py, written as contract logs.
+
+DisenCDR's files (../shared/data/disencdr/<a>_<b>/{train,test}.txt) give a
+leave-one-out test item per user and domain. Both protocols add a validation split
+for early stopping, drawn from the *target* domain's training rows only:
+``VALID_USERS`` random target users with at least three training rows give one
+random row each.
+
+  warm  the files as they are (+ valid).
+  cold  additionally 20 % of the users (all users are shared) lose *all* their
+        target-domain rows, train and test, to valid/test (half each, at least one
+        in test), so they are cold-start users with source history only.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pandas as pd
+
+SHARED = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "data", "disencdr")
+VALID_USERS = 1000
+PAIRS = {"sport_cloth": ("sport", "cloth"), "phone_electronic": ("phone", "electronic")}
+
+
+def read_pair(source: str, target: str) -> pd.DataFrame:
+    frames = []
+    for folder, domain in ((f"{source}_{target}", source), (f"{target}_{source}", target)):
+        for split in ("train", "test"):
+            path = os.path.join(SHARED, folder, f"{split}.txt")
+            df = pd.read_csv(path, sep="\t", header=None, names=["user_id", "item_id", "w"])
+            frames.append(df.assign(domain=domain, split=split)[["user_id", "item_id", "domain", "split"]])
+    return pd.concat(frames, ignore_index=True)
+
+
+def with_validation(edges: pd.DataFrame, target: str, seed: int) -> pd.DataFrame:
+    rng = np.random.default_rng([seed, 7])
+    train_rows = edges.index[(edges["domain"] == target) & (edges["split"] == "train")]
+    users = edges.loc[train_rows, "user_id"]
+    counts = users.value_counts()
+    eligible = np.sort(counts.index[counts >= 3].to_numpy())
+    chosen = rng.choice(eligible, size=min(VALID_USERS, len(eligible)), replace=False)
+    candidates = train_rows[np.isin(users.to_numpy(), chosen)]
+    shuffled = pd.Series(candidates[rng.permutation(len(candidates))])
+    one_each = shuffled.groupby(edges.loc[shuffled, "user_id"].to_numpy()).head(1)
+    edges = edges.copy()
+    edges.loc[one_each.to_numpy(), "split"] = "valid"
+    return edges
+
+
+def make_cold(edges: pd.DataFrame, target: str, fraction: float, seed: int) -> pd.DataFrame:
+    rng = np.random.default_rng([seed, 11])
+    users = np.sort(edges["user_id"].unique())
+    cold = np.sort(rng.choice(users, size=int(round(fraction * len(users))), replace=False))
+    rows = edges.index[(edges["domain"] == target) & edges["user_id"].isin(cold)].to_numpy()
+    rows = rows[rng.permutation(len(rows))]
+    owner = edges.loc[rows, "user_id"].to_numpy()
+    order = np.argsort(owner, kind="stable")
+    rows, owner = rows[order], owner[order]
+    starts = np.r_[0, np.flatnonzero(np.diff(owner)) + 1]
+    sizes = np.diff(np.r_[starts, len(owner)])
+    rank = np.arange(len(owner)) - np.repeat(starts, sizes)
+    edges = edges.copy()
+    edges.loc[rows, "split"] = np.where(rank < np.repeat((sizes + 1) // 2, sizes), "test", "valid")
+    return edges
+
+
+def protocol_logs(pair: str, protocol: str, directory: str, seed: int = 0, cold_fraction: float = 0.2) -> str:
+    """Write one pair under one protocol as a Parquet log; returns its path."""
+    source, target = PAIRS[pair]
+    edges = read_pair(source, target)
+    if protocol == "cold":
+        edges = make_cold(edges, target, cold_fraction, seed)
+    elif protocol != "warm":
+        raise ValueError(f"protocol {protocol!r}: use 'warm' or 'cold'")
+    edges = with_validation(edges, target, seed)
+    os.makedirs(directory, exist_ok=True)
+    path = os.path.join(directory, f"{pair}_{protocol}.parquet")
+    edges.to_parquet(path, index=False)
+    return path

@@ -1,0 +1,74 @@
+"""Partition scaling of the distributed sampler on a simulated 2-node Ray cluster.
+
+``ray.cluster_utils.Cluster`` starts two Ray nodes of 1 CPU each on this machine.
+With the same graph, batch size and fanouts, in one run:
+
+  one_node    1 partition (its graph server on one node) and 1 DistGraph client
+  two_nodes   2 partitions (SPREAD: one graph server per node) and 2 clients, one per
+              node (each node has one CPU, so Ray places one client on each)
+  efficiency  two_nodes total seeds/s / (2 x one_node seeds/s)
+
+Both nodes share this machine's cores, so two_nodes never has twice the hardware of
+one_node: read the efficiency as a lower bound for real machines.
+
+    python bench/scaling.py [--graph sport_cloth] [--batches 40]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from bench.common import write_result  # noqa: E402
+from bench.sampling import SHARED, build, ours_dist  # noqa: E402
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--graph", default="sport_cloth" if os.path.isdir(SHARED) else "generated:500000")
+    parser.add_argument("--batch-size", type=int, default=1024)
+    parser.add_argument("--fanouts", type=lambda t: tuple(int(x) for x in t.split(",")), default=(10, 10))
+    parser.add_argument("--batches", type=int, default=40, help="batches timed per client")
+    args = parser.parse_args(argv)
+
+    from graphtrain.ray_env import _loopback_only
+
+    _loopback_only()
+    import ray
+    from ray.cluster_utils import Cluster
+
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "node_ip_address": "127.0.0.1"})
+    cluster.add_node(num_cpus=1, node_ip_address="127.0.0.1")
+    ray.init(address=cluster.address)
+    work = tempfile.mkdtemp(prefix="graphtrain-bench-scaling-")
+    try:
+        uri = build(args.graph, work)
+        common = (args.fanouts, args.batch_size, args.batches)
+        one = ours_dist(ray, uri, work, 1, *common, clients=1)
+        two = ours_dist(ray, uri, work, 2, *common, clients=2)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+        ray.shutdown()
+        cluster.shutdown()
+    efficiency = two["total"] / (2 * one["total"])
+    print(
+        f"{args.graph}: seeds/s one node (1 partition, 1 client) {one['total']:,.0f}; "
+        f"two nodes (2 partitions, 2 clients) {two['total']:,.0f} "
+        f"({', '.join(f'{c:,.0f}' for c in two['per_client'])} per client); scaling efficiency {efficiency:.2f}"
+    )
+    write_result(
+        "scaling", "seeds/s", two["total"], 2 * one["total"],
+        {"graph": args.graph, "one_node": one, "two_nodes": two, "batch_size": args.batch_size,
+         "fanouts": list(args.fanouts), "batches": args.batches, "nodes": 2, "cpus_per_node": 1},
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -137,7 +137,7 @@ def run_case(pair: str, protocol: str, args, work: str) -> dict:
         },
         "seconds": seconds,
     }
-    out = os.path.join(RESULTS, "quality", f"{pair}_{protocol}")
+    out = os.path.join(RESULTS, args.name, f"{pair}_{protocol}")
     os.makedirs(out, exist_ok=True)
     with open(os.path.join(out, "report.json"), "w") as f:
         json.dump(report, f, indent=2)
@@ -184,6 +184,7 @@ def main(argv=None) -> None:
     parser.add_argument("--batch-size", type=int, default=TrainConfig.batch_size)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--summary-only", action="store_true", help="re-summarise the reports already written")
+    parser.add_argument("--name", default="quality", help="results under bench/results/<name>/ and <name>.json")
     args = parser.parse_args(argv)
     if args.summary_only:
         summarise_saved(args)
@@ -231,7 +232,7 @@ def summarise(reports: dict, args) -> None:
         print(f"{r['case']:<26}{r['group']:<14}{r['graphtrain']:>11.4f}  {r['best_baseline']:<22}{r['baseline']:>8.4f}{r['ratio']:>7.2f}{ablation}")
     if ours:
         result = write_result(
-            "quality", "cold-start sampled NDCG@10 (mean over pairs)", float(np.mean(ours)), float(np.mean(best)),
+            args.name, "cold-start sampled NDCG@10 (mean over pairs)", float(np.mean(ours)), float(np.mean(best)),
             {**vars(args), "rows": rows},
         )
         print(f"\ncold-start sampled NDCG@10: graphtrain {result['ours']:.4f} vs best baseline {result['baseline']:.4f}: ratio {result['ratio']:.2f}")
@@ -239,7 +240,7 @@ def summarise(reports: dict, args) -> None:
 
 def summarise_saved(args) -> None:
     """Rebuild bench/results/quality.json from the per-case reports already written."""
-    root = os.path.join(RESULTS, "quality")
+    root = os.path.join(RESULTS, args.name)
     reports = {}
     for case in sorted(os.listdir(root)):
         path = os.path.join(root, case, "report.json")

@@ -19,6 +19,8 @@ import os
 import numpy as np
 import pandas as pd
 
+from graphtrain.data.splits import halve_per_user
+
 SHARED = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "data", "disencdr")
 VALID_USERS = 1000
 PAIRS = {"sport_cloth": ("sport", "cloth"), "phone_electronic": ("phone", "electronic")}
@@ -53,16 +55,10 @@ def make_cold(edges: pd.DataFrame, target: str, fraction: float, seed: int) -> p
     rng = np.random.default_rng([seed, 11])
     users = np.sort(edges["user_id"].unique())
     cold = np.sort(rng.choice(users, size=int(round(fraction * len(users))), replace=False))
-    rows = edges.index[(edges["domain"] == target) & edges["user_id"].isin(cold)].to_numpy()
-    rows = rows[rng.permutation(len(rows))]
-    owner = edges.loc[rows, "user_id"].to_numpy()
-    order = np.argsort(owner, kind="stable")
-    rows, owner = rows[order], owner[order]
-    starts = np.r_[0, np.flatnonzero(np.diff(owner)) + 1]
-    sizes = np.diff(np.r_[starts, len(owner)])
-    rank = np.arange(len(owner)) - np.repeat(starts, sizes)
+    rows = np.flatnonzero(((edges["domain"] == target) & edges["user_id"].isin(cold)).to_numpy())
+    rows, to_test = halve_per_user(rows, edges["user_id"].to_numpy(), rng)
     edges = edges.copy()
-    edges.loc[rows, "split"] = np.where(rank < np.repeat((sizes + 1) // 2, sizes), "test", "valid")
+    edges.loc[rows, "split"] = np.where(to_test, "test", "valid")
     return edges
 
 

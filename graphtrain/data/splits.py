@@ -61,18 +61,26 @@ def cold_start(
     rng = np.random.default_rng(seed + 1)
     cold = np.sort(rng.choice(overlap, size=int(round(fraction * len(overlap))), replace=False))
     rows = np.flatnonzero((edges["domain"] == target).to_numpy() & np.isin(edges["user_idx"].to_numpy(), cold))
-    # Shuffle each cold user's target rows; first half (rounded up) test, rest valid.
+    rows, to_test = halve_per_user(rows, edges["user_idx"].to_numpy(), rng)
+    codes = np.asarray(labels.codes).copy()
+    codes[rows] = np.where(to_test, TEST, VALID)
+    return _labels(codes), cold
+
+
+def halve_per_user(rows: np.ndarray, owner: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Shuffle each user's ``rows`` and send the first half (rounded up) to test.
+
+    ``owner[row]`` is the row's user. Returns (rows grouped by user, True where the
+    row goes to test, False where it goes to valid).
+    """
     shuffled = rows[rng.permutation(len(rows))]
-    users = edges["user_idx"].to_numpy()[shuffled]
+    users = owner[shuffled]
     order = np.argsort(users, kind="stable")
     shuffled, users = shuffled[order], users[order]
     starts = np.r_[0, np.flatnonzero(np.diff(users)) + 1]
     sizes = np.diff(np.r_[starts, len(users)])
     rank = np.arange(len(users)) - np.repeat(starts, sizes)
-    n_test = np.repeat((sizes + 1) // 2, sizes)
-    codes = np.asarray(labels.codes).copy()
-    codes[shuffled] = np.where(rank < n_test, TEST, VALID)
-    return _labels(codes), cold
+    return shuffled, rank < np.repeat((sizes + 1) // 2, sizes)
 
 
 def random_ratio(edges: pd.DataFrame, fractions: tuple[float, float, float], seed: int) -> pd.Categorical:

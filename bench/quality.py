@@ -142,9 +142,9 @@ def run_case(pair: str, protocol: str, args, work: str) -> dict:
     with open(os.path.join(out, "report.json"), "w") as f:
         json.dump(report, f, indent=2)
         f.write("\n")
-    from graphtrain.eval.evaluate import _plot, format_table
+    from graphtrain.eval.evaluate import format_table, plot_metrics
 
-    _plot(report, os.path.join(out, "metrics.png"))
+    plot_metrics(report, os.path.join(out, "metrics.png"))
     plot_curves(report, os.path.join(out, "curves.png"))
     print(format_table(report), flush=True)
     return report

@@ -101,7 +101,8 @@ class ModelConfig:
     """The migration GNN (DESIGN.md "Transfer learning").
 
     ``lightgcn=True`` is the special case W = I, sigma = identity: the default, as it
-    validated better than learned W + LeakyReLU on the Amazon pairs (bench/quality.py).
+    scored better than learned W + LeakyReLU in the sport->cloth tuning runs (the
+    learned-W layer was not rerun at the final learning rate and weight decay).
     """
 
     embedding_dim: int = 64

@@ -16,6 +16,7 @@ from graphtrain.eval.metrics import Scorer, sample_negatives, sampled_metrics
 from graphtrain.models.artifact import seen_csr
 
 SPLITS = ("train", "valid", "test")
+NUM_NEGATIVES = 999  # per held-out row, as DisenCDR and CDRIB
 
 
 @dataclass(frozen=True)
@@ -25,7 +26,7 @@ class SampledCases:
     negatives: np.ndarray  # [cases, num_negatives]
 
     @classmethod
-    def of(cls, dataset: Dataset, domain: str, split: str, num_negatives: int = 999, seed: int = 0) -> "SampledCases":
+    def of(cls, dataset: Dataset, domain: str, split: str, num_negatives: int = NUM_NEGATIVES, seed: int = 0) -> "SampledCases":
         users, items = dataset.split_edges(split, domain)
         every = [dataset.split_edges(s, domain) for s in SPLITS]
         seen = seen_csr(np.concatenate([u for u, _ in every]), np.concatenate([i for _, i in every]), dataset.num_users)

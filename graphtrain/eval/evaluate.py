@@ -14,7 +14,7 @@ import torch
 from graphtrain import storage
 from graphtrain.config import EvalConfig
 from graphtrain.data.dataset import Dataset
-from graphtrain.eval.cases import SampledCases
+from graphtrain.eval.cases import NUM_NEGATIVES, SampledCases
 from graphtrain.eval.metrics import Scorer, rank_metrics
 from graphtrain.models.artifact import ModelArtifact, seen_csr
 from graphtrain.models.popularity import item_popularity
@@ -42,7 +42,7 @@ def warm_and_cold_users(dataset: Dataset, domain: str) -> tuple[np.ndarray, np.n
 
 
 def evaluate_scorers(
-    dataset: Dataset, domain: str, scorers: dict[str, Scorer], ks, num_negatives: int = 999, seed: int = 0
+    dataset: Dataset, domain: str, scorers: dict[str, Scorer], ks, num_negatives: int = NUM_NEGATIVES, seed: int = 0
 ) -> dict:
     """Metrics of every scorer on ``domain``'s test rows, per user group and protocol:
     ``warm``/``cold`` rank all items (training items excluded); ``warm_sampled``/
@@ -83,8 +83,8 @@ def evaluate(config: EvalConfig) -> dict:
             **dataset.meta["protocol"],
             "target_domain": target,
             "ranking": "warm/cold: full (all target items, training items excluded); "
-            "*_sampled: each test row vs 999 sampled items the user never interacted with",
-            "negatives": 999,
+            f"*_sampled: each test row vs {NUM_NEGATIVES} sampled items the user never interacted with",
+            "negatives": NUM_NEGATIVES,
             "ks": list(config.ks),
         },
         "models": evaluate_scorers(dataset, target, scorers, config.ks),
@@ -93,14 +93,14 @@ def evaluate(config: EvalConfig) -> dict:
     }
     with storage.atomic_artifact(config.output) as staging:
         storage.write_json(os.path.join(staging, REPORT), report)
-        _plot(report, os.path.join(staging, "metrics.png"))
+        plot_metrics(report, os.path.join(staging, "metrics.png"))
     return report
 
 
 GROUPS = ("warm", "cold", "warm_sampled", "cold_sampled")
 
 
-def _plot(report: dict, path: str) -> None:
+def plot_metrics(report: dict, path: str) -> None:
     """Metric bars per model, one panel per user group and protocol."""
     import matplotlib
 

@@ -22,6 +22,7 @@ from torch import nn
 
 from graphtrain.data.dataset import Dataset
 from graphtrain.models.losses import bpr_loss, l2_penalty
+from graphtrain.models.popularity import popularity_prior
 
 # validate(user_vectors, item_vectors) -> validation NDCG@10 (higher is better)
 Validate = Callable[[np.ndarray, np.ndarray], float]
@@ -55,8 +56,8 @@ def bpr_mf(
     bias = nn.Embedding(num_items, 1)
     for table in (user_f, item_f):
         nn.init.normal_(table.weight, std=0.1, generator=gen)
-    with torch.no_grad():  # start at the popularity ranking: b_i = log(1 + train count)
-        bias.weight.copy_(torch.log1p(torch.bincount(torch.from_numpy(items.copy()), minlength=num_items).float()).unsqueeze(1))
+    with torch.no_grad():
+        bias.weight.copy_(popularity_prior(torch.bincount(torch.from_numpy(items.copy()), minlength=num_items)).unsqueeze(1))
     params = [*user_f.parameters(), *item_f.parameters(), *bias.parameters()]
     optimizer = torch.optim.Adam(params, lr=config.learning_rate)
     u_all, i_all = torch.from_numpy(users.copy()), torch.from_numpy(items.copy())

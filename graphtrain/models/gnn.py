@@ -28,6 +28,7 @@ from torch.nn import functional as F
 
 from graphtrain.config import ModelConfig
 from graphtrain.graph.names import USER, item_type, reverse_etype
+from graphtrain.models.popularity import popularity_prior
 
 
 def scatter_mean(values: torch.Tensor, index: torch.Tensor, size: int) -> torch.Tensor:
@@ -82,13 +83,12 @@ class MigrationGNN(nn.Module):
 
     @torch.no_grad()
     def init_item_bias(self, counts: dict[str, torch.Tensor]) -> None:
-        """Start b_i at log(1 + training interactions of i): training begins at the
-        popularity ranking and learns the personal part on top of it."""
+        """Start b_i at :func:`popularity_prior` of its training interactions."""
         if self.item_bias is None:
             return
         for nt, table in self.item_bias.items():
             if nt in counts:
-                table.weight.copy_(torch.log1p(counts[nt].to(table.weight.dtype)).unsqueeze(1))
+                table.weight.copy_(popularity_prior(counts[nt]).unsqueeze(1))
 
     # -- message passing -------------------------------------------------------------
     def _layer(self, index: int, x: dict[str, torch.Tensor], layer) -> tuple[dict[str, torch.Tensor], torch.Tensor | None]:

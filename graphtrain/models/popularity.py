@@ -3,8 +3,15 @@
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 from graphtrain.data.dataset import Dataset
+
+
+def popularity_prior(counts: torch.Tensor) -> torch.Tensor:
+    """Item bias to start training from: log(1 + training interactions), so a model
+    begins at the popularity ranking and learns the personal part on top of it."""
+    return torch.log1p(counts.to(torch.float32))
 
 
 def item_popularity(dataset: Dataset, domain: str) -> np.ndarray:

@@ -20,6 +20,11 @@ from graphtrain.models.gnn import MigrationGNN
 LATEST = "latest.json"
 
 
+def dir_name(epoch: int) -> str:
+    """The directory of one epoch's checkpoint under the run."""
+    return f"epoch_{epoch:04d}"
+
+
 def save(
     directory: str,
     model: MigrationGNN,

@@ -19,9 +19,9 @@ import torch.distributed as dist
 
 from graphtrain.config import TrainConfig
 from graphtrain.data.dataset import Dataset
+from graphtrain.graph.names import item_type
 from graphtrain.graph.sampling import EdgeBatch, EdgeBatchSampler, GraphSource
 from graphtrain.models.gnn import MigrationGNN
-from graphtrain.graph.names import item_type
 from graphtrain.models.losses import bpr_loss, l2_penalty
 from graphtrain.models.popularity import item_popularity
 from graphtrain.train.validation import Validation, learning_rate_at, should_stop
@@ -147,8 +147,9 @@ def train_worker(
     for epoch in range(first_epoch, config.epochs):
         if should_stop(history, config.patience):
             break
+        learning_rate = learning_rate_at(config, epoch)
         for group in optimizer.param_groups:
-            group["lr"] = learning_rate_at(config, epoch)
+            group["lr"] = learning_rate
         shard = edges.shard(rank, world_size, epoch, config.seed)
         rng = np.random.default_rng([config.seed, epoch, rank, 1])
         started, sample_s, seeds, total_loss, steps = time.perf_counter(), 0.0, 0, 0.0, 0
@@ -177,7 +178,7 @@ def train_worker(
             "epoch_seconds": seconds,
             "sample_seconds": sample_s,
             "seeds_per_s": seeds / seconds if seconds > 0 else 0.0,
-            "learning_rate": learning_rate_at(config, epoch),
+            "learning_rate": learning_rate,
             "device": device.type,
         }
         if validation is not None:

@@ -44,7 +44,7 @@ def ray_train_loop(loop_config: dict) -> None:
             with tempfile.TemporaryDirectory() as tmp:
                 extra = {"workers": world_size, "device": metrics["device"]}
                 checkpoint.save(tmp, model, optimizer, epoch, history, extra)
-                ray.train.report(metrics, checkpoint=Checkpoint.from_directory(tmp), checkpoint_dir_name=f"epoch_{epoch:04d}")
+                ray.train.report(metrics, checkpoint=Checkpoint.from_directory(tmp), checkpoint_dir_name=checkpoint.dir_name(epoch))
 
         def resume(model, optimizer):
             restored = ray.train.get_checkpoint()
@@ -90,7 +90,7 @@ def train(config: TrainConfig) -> dict:
             history = json.load(f)["history"]
     # Export the best validated epoch (early stopping's choice); the last one without validation.
     best = best_epoch(history)
-    chosen = last if best is None else f"{last.rsplit('/', 1)[0]}/epoch_{best:04d}"
+    chosen = last if best is None else f"{last.rsplit('/', 1)[0]}/{checkpoint.dir_name(best)}"
     summary = {"checkpoint": chosen, "last_checkpoint": last, "best_epoch": best, "metrics": result.metrics, "seconds": seconds}
     fs, root = storage.filesystem(config.output)
     with fs.open_output_stream(f"{root}/{checkpoint.LATEST}") as f:

@@ -3,6 +3,8 @@
 A checkpoint directory holds ``model.pt`` and ``optimizer.pt`` (tensor state dicts,
 loaded with ``weights_only=True``), ``state.json`` (epoch, metrics history) and
 ``model.json`` (everything needed to rebuild the model without the dataset).
+There is no RNG state to store: the loop reseeds every epoch from (seed, epoch, rank)
+(:func:`graphtrain.train.loop.seed_epoch`).
 """
 
 from __future__ import annotations

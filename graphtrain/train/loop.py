@@ -117,7 +117,6 @@ def train_worker(
     ``max_steps`` caps steps per epoch (benchmarks).
     """
     torch.manual_seed(config.seed)
-    source.seed(config.seed + rank)
     device = pick_device(config.gpu)
     model = MigrationGNN(config.model, dataset.num_nodes, config.source_domain, config.target_domain)
     popularity = {d: item_popularity(dataset, d) for d in dataset.domains}
@@ -151,7 +150,7 @@ def train_worker(
         for group in optimizer.param_groups:
             group["lr"] = learning_rate
         shard = edges.shard(rank, world_size, epoch, config.seed)
-        rng = np.random.default_rng([config.seed, epoch, rank, 1])
+        rng = seed_epoch(source, config.seed, epoch, rank)
         started, sample_s, seeds, total_loss, steps = time.perf_counter(), 0.0, 0, 0.0, 0
         step_loss.train()
         for begin in range(0, len(shard.users), config.batch_size):
@@ -191,6 +190,19 @@ def train_worker(
         if _stop_everywhere(should_stop(history, config.patience), world_size, device):
             break
     return history
+
+
+def seed_epoch(source: GraphSource, seed: int, epoch: int, rank: int) -> np.random.Generator:
+    """Seed every RNG one epoch draws from (seed, epoch, rank) alone.
+
+    The sampler's state is then a function of numbers a checkpoint already holds
+    (config seed, epoch, rank), so a resumed run draws the same batches, negatives and
+    (in-process) neighbours as an uninterrupted one. Returns the negatives' generator.
+    """
+    epoch_seed = int(np.random.SeedSequence([seed, epoch, rank]).generate_state(1)[0] >> 1)  # DGL takes an int32
+    torch.manual_seed(epoch_seed)
+    source.seed(epoch_seed)
+    return np.random.default_rng([seed, epoch, rank, 1])
 
 
 def _stop_everywhere(stop: bool, world_size: int, device: torch.device) -> bool:

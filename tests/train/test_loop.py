@@ -1,6 +1,7 @@
 """The per-worker loop without Ray (as it runs on a GPU machine that has no Ray)."""
 
 import numpy as np
+import pytest
 import torch
 
 from graphtrain.graph.build import train_graph
@@ -51,6 +52,38 @@ def test_resume_continues_after_the_last_checkpointed_epoch(tiny_dataset, tmp_pa
     state = torch.load(saved[1] / "model.pt", weights_only=True)
     for name, tensor in restored.state_dict().items():
         assert torch.equal(tensor, state[name])
+
+
+class _Killed(Exception):
+    pass
+
+
+def test_resumed_run_ends_where_an_uninterrupted_one_does(tiny_dataset, tmp_path):
+    """Batches, negatives and in-process neighbours are seeded from (seed, epoch, rank),
+    so killing a run after epoch 1 and resuming it changes nothing in the trained weights."""
+    source = LocalGraphSource(train_graph(tiny_dataset))
+    config = _config(epochs=4, patience=0)
+    final = {}
+
+    def keep(key):
+        def report(epoch, metrics, model, optimizer, history):
+            final[key] = {k: v.clone() for k, v in model.state_dict().items()}
+            if key == "killed" and epoch == 1:
+                checkpoint.save(str(tmp_path / "ckpt"), model, optimizer, epoch, history)
+                raise _Killed
+        return report
+
+    train_worker(config, tiny_dataset, source, report=keep("straight"))
+    with pytest.raises(_Killed):
+        train_worker(config, tiny_dataset, source, report=keep("killed"))
+    train_worker(
+        config, tiny_dataset, source, report=keep("resumed"),
+        resume=lambda model, optimizer: checkpoint.load_progress(str(tmp_path / "ckpt"), model, optimizer),
+    )
+    assert final["straight"].keys() == final["resumed"].keys()
+    for name, tensor in final["straight"].items():
+        assert torch.equal(tensor, final["resumed"][name]), name
+    assert not torch.equal(final["straight"]["embeddings.user.weight"], final["killed"]["embeddings.user.weight"])
 
 
 def test_same_seed_same_first_epoch(tiny_dataset):

@@ -59,7 +59,7 @@ def train_gnn(dataset, source: str, target: str, model_config, args) -> tuple[di
     config = TrainConfig(
         dataset="in-memory", partitions="in-memory", output="in-memory", source_domain=source, target_domain=target,
         model=model_config, epochs=args.epochs, learning_rate=args.learning_rate, weight_decay=args.weight_decay,
-        patience=args.patience,
+        patience=args.patience, transfer_loss_weight=args.transfer_loss_weight,
         batch_size=args.batch_size, seed=args.seed,
     )
     best = {"score": -1.0, "state": None}
@@ -182,6 +182,8 @@ def main(argv=None) -> None:
     parser.add_argument("--learning-rate", type=float, default=TrainConfig.learning_rate)
     parser.add_argument("--weight-decay", type=float, default=TrainConfig.weight_decay)
     parser.add_argument("--batch-size", type=int, default=TrainConfig.batch_size)
+    parser.add_argument("--transfer-loss-weight", type=float, default=TrainConfig.transfer_loss_weight,
+                        help="weight of the transfer head's own BPR term (T(m_u) alone)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--summary-only", action="store_true", help="re-summarise the reports already written")
     parser.add_argument("--name", default="quality", help="results under bench/results/<name>/ and <name>.json")

@@ -30,7 +30,7 @@ def _key_value(text: str) -> tuple[str, object]:
 
 def _training_flags(p: argparse.ArgumentParser) -> None:
     """Flags shared by `run` and `train` (defaults: TrainConfig and ModelConfig)."""
-    from graphtrain.config import LR_SCHEDULES, NEGATIVES, ModelConfig, TrainConfig
+    from graphtrain.config import EMBEDDINGS, LR_SCHEDULES, NEGATIVES, ModelConfig, TrainConfig
 
     p.add_argument("--learning-rate", type=float, default=TrainConfig.learning_rate)
     p.add_argument("--weight-decay", type=float, default=TrainConfig.weight_decay, help="L2 on the rows a batch scores")
@@ -39,6 +39,8 @@ def _training_flags(p: argparse.ArgumentParser) -> None:
                    help="stop after N epochs without a better valid NDCG@10 (0: never)")
     p.add_argument("--negatives", choices=NEGATIVES, default=TrainConfig.negatives, help="how negative items are drawn")
     p.add_argument("--embedding-dim", type=int, default=ModelConfig.embedding_dim)
+    p.add_argument("--embeddings", choices=EMBEDDINGS, default=TrainConfig.embeddings,
+                   help="node tables replicated per worker, or in the graph servers' KVStore (auto: by size)")
     p.add_argument("--layer", choices=("lightgcn", "gnn"), default="lightgcn" if ModelConfig.lightgcn else "gnn",
                    help="lightgcn: W = I, no nonlinearity; gnn: learned W and LeakyReLU per layer")
     p.add_argument("--no-transfer", dest="transfer", action="store_false", help="without the transfer head (ablation)")

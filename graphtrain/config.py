@@ -18,6 +18,7 @@ DOMAIN_NAME = re.compile(r"^[A-Za-z0-9_\-]+$")
 SPLITS = ("auto", "column", "leave-one-out", "ratio", "temporal")
 LR_SCHEDULES = ("cosine", "constant")
 NEGATIVES = ("uniform", "popularity")
+EMBEDDINGS = ("auto", "replicated", "distributed")
 
 
 def _positive(name: str, value: int | float) -> None:
@@ -142,12 +143,20 @@ class TrainConfig:
     transfer_loss_weight: float = 1.0
     lr_schedule: str = "cosine"  # or "constant"; cosine decays to 0 over `epochs`
     patience: int = 3  # stop after this many epochs without a better valid NDCG@10; 0 = never
+    # Node embedding tables: "replicated" (nn.Embedding on every worker, DDP), "distributed"
+    # (DGL KVStore beside the graph partitions, sparse updates) or "auto": distributed once
+    # the tables and their Adam moments would exceed `replicated_embeddings_mb` per worker.
+    embeddings: str = "auto"
+    replicated_embeddings_mb: int = 2048
     gpu: bool = False
     seed: int = 0
 
     def __post_init__(self):
         check_domain("source_domain", self.source_domain)
         check_domain("target_domain", self.target_domain)
+        if self.embeddings not in EMBEDDINGS:
+            raise ConfigError("embeddings", self.embeddings, f"use one of {EMBEDDINGS}")
+        _positive("replicated_embeddings_mb", self.replicated_embeddings_mb)
         for name in ("workers", "epochs", "batch_size", "num_negatives", "learning_rate"):
             _positive(name, getattr(self, name))
         object.__setattr__(self, "fanouts", tuple(int(f) for f in self.fanouts))
@@ -215,6 +224,7 @@ class RunConfig:
     lr_schedule: str = TrainConfig.lr_schedule
     patience: int = TrainConfig.patience
     negatives: str = TrainConfig.negatives
+    embeddings: str = TrainConfig.embeddings
 
     def __post_init__(self):
         check_domain("source_domain", self.source_domain)

@@ -92,6 +92,7 @@ def run(config: RunConfig, log=print) -> dict:
                 lr_schedule=config.lr_schedule,
                 patience=config.patience,
                 negatives=config.negatives,
+                embeddings=config.embeddings,
                 gpu=config.gpu,
                 seed=config.seed,
             )

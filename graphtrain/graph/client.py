@@ -40,12 +40,12 @@ def dist_graph_client(ip_config: str, partitions_uri: str) -> Iterator[DistGraph
     try:
         partitions_dir = storage.materialize(partitions_uri)
         graph_name = read_info(partitions_uri)["graph_name"]
-        book = None
-        if shares_hosts(ip_config):
+        book, co_located = None, shares_hosts(ip_config)
+        if co_located:
             # Servers run without shared memory: take the partition book from the
             # config; every neighbour request then goes over RPC.
             book = dgl.distributed.load_partition_book(os.path.join(partitions_dir, PART_CONFIG), 0)[0]
         graph = dgl.distributed.DistGraph(graph_name, gpb=book)
-        yield DistGraphSource(graph, IdMapping.load(partitions_dir))
+        yield DistGraphSource(graph, IdMapping.load(partitions_dir), has_kvstore=not co_located)
     finally:
         dgl.distributed.exit_client()

@@ -37,12 +37,16 @@ class GraphSource(Protocol):
 
     def edges_to_graph(self, etype: Etype, ids: np.ndarray) -> np.ndarray: ...
 
+    has_kvstore: bool  # graph servers that can also hold distributed embedding tables
+
     def seed(self, value: int) -> None:
         """Seed the sampling RNG where it runs in this process."""
 
 
 class LocalGraphSource:
     """An in-process DGL heterograph whose ids are the dataset's."""
+
+    has_kvstore = False
 
     def __init__(self, graph):
         self.graph = graph
@@ -65,11 +69,16 @@ class LocalGraphSource:
 
 
 class DistGraphSource:
-    """A ``DistGraph`` served by DGL graph servers; ids translated via ``IdMapping``."""
+    """A ``DistGraph`` served by DGL graph servers; ids translated via ``IdMapping``.
 
-    def __init__(self, dist_graph, id_mapping):
+    ``has_kvstore`` is False when several servers share a host: DGL names a KVStore
+    tensor's shared memory by tensor alone, so co-located servers would collide.
+    """
+
+    def __init__(self, dist_graph, id_mapping, has_kvstore: bool = True):
         self.graph = dist_graph
         self.mapping = id_mapping
+        self.has_kvstore = has_kvstore
         self._dgl = import_dgl()
 
     def sample_neighbors(self, seeds, fanout):

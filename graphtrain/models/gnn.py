@@ -45,18 +45,28 @@ class MigrationGNN(nn.Module):
         config: dimensions, depth, LightGCN switch and transfer head.
         num_nodes: nodes per node type (``user``, ``item@<domain>``).
         source_domain / target_domain: the transfer direction.
+        node_embeddings: tables kept outside the model
+            (:class:`graphtrain.train.embeddings.KVStoreEmbeddings`); None keeps
+            replicated ``nn.Embedding`` tables in the model.
     """
 
-    def __init__(self, config: ModelConfig, num_nodes: dict[str, int], source_domain: str, target_domain: str):
+    def __init__(
+        self, config: ModelConfig, num_nodes: dict[str, int], source_domain: str, target_domain: str, node_embeddings=None
+    ):
         super().__init__()
         self.config = config
         self.num_nodes = dict(num_nodes)
         self.source_domain = source_domain
         self.target_domain = target_domain
         dim = config.embedding_dim
-        self.embeddings = nn.ModuleDict({nt: nn.Embedding(n, dim) for nt, n in self.num_nodes.items()})
-        for table in self.embeddings.values():
-            nn.init.normal_(table.weight, std=0.1)
+        self.node_embeddings = node_embeddings
+        self.embeddings = nn.ModuleDict()
+        if node_embeddings is None:
+            self.embeddings.update({nt: nn.Embedding(n, dim) for nt, n in self.num_nodes.items()})
+            for table in self.embeddings.values():
+                nn.init.normal_(table.weight, std=0.1)
+        # Follows .to(device) so lookups and ids land on the model's device in both modes.
+        self.register_buffer("device_anchor", torch.empty(0), persistent=False)
         self.weights = None
         if not config.lightgcn:
             self.weights = nn.ModuleList(
@@ -90,6 +100,26 @@ class MigrationGNN(nn.Module):
             if nt in counts:
                 table.weight.copy_(popularity_prior(counts[nt]).unsqueeze(1))
 
+    def input_embeddings(self, ntype: str, ids: torch.Tensor) -> torch.Tensor:
+        if self.node_embeddings is not None:
+            return self.node_embeddings.lookup(ntype, ids, self.device_anchor.device)
+        return self.embeddings[ntype](ids)
+
+    def full_state_dict(self) -> dict[str, torch.Tensor]:
+        """``state_dict`` with the embedding tables, wherever they live (checkpoints)."""
+        state = self.state_dict()
+        if self.node_embeddings is not None:
+            state.update(self.node_embeddings.state_dict())
+        return state
+
+    def load_full_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        if self.node_embeddings is None:
+            self.load_state_dict(state)
+            return
+        tables = {k: v for k, v in state.items() if k.startswith("embeddings.")}
+        self.load_state_dict({k: v for k, v in state.items() if k not in tables})
+        self.node_embeddings.load_state_dict(tables)
+
     # -- message passing -------------------------------------------------------------
     def _layer(self, index: int, x: dict[str, torch.Tensor], layer) -> tuple[dict[str, torch.Tensor], torch.Tensor | None]:
         agg = {nt: x[nt][:n] for nt, n in layer.num_dst.items() if nt in x}
@@ -111,7 +141,7 @@ class MigrationGNN(nn.Module):
     def propagate(self, input_nodes: dict[str, torch.Tensor], layers) -> tuple[dict[str, torch.Tensor], torch.Tensor | None]:
         """Final node representations of the last layer's destination nodes, and the
         users' source-domain message at the last layer (None without source edges)."""
-        x = {nt: self.embeddings[nt](ids) for nt, ids in input_nodes.items()}
+        x = {nt: self.input_embeddings(nt, ids) for nt, ids in input_nodes.items()}
         num_out = layers[-1].num_dst
         total = {nt: x[nt][: num_out.get(nt, 0)] for nt in x}
         source_message = None
@@ -160,7 +190,7 @@ class MigrationGNN(nn.Module):
         ``full_layers`` are :class:`LayerEdges`-like objects over *all* nodes (every
         node is both source and destination), one per layer.
         """
-        ids = {nt: torch.arange(n, device=self.embeddings[nt].weight.device) for nt, n in self.num_nodes.items()}
+        ids = {nt: torch.arange(n, device=self.device_anchor.device) for nt, n in self.num_nodes.items()}
         final, source_message = self.propagate(ids, full_layers)
         domains = [nt.split("@", 1)[1] for nt in self.num_nodes if nt != USER]
         return {

@@ -36,7 +36,7 @@ def save(
     extra: dict | None = None,
 ) -> None:
     os.makedirs(directory, exist_ok=True)
-    torch.save(model.state_dict(), os.path.join(directory, "model.pt"))
+    torch.save(model.full_state_dict(), os.path.join(directory, "model.pt"))
     torch.save(optimizer.state_dict(), os.path.join(directory, "optimizer.pt"))
     storage.write_json(os.path.join(directory, "state.json"), {"epoch": epoch, "history": history, **(extra or {})})
     storage.write_json(
@@ -76,9 +76,13 @@ def load_model(uri: str, map_location: str = "cpu") -> MigrationGNN:
     return model
 
 
-def load_progress(directory: str, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> tuple[int, list[dict]]:
-    """Restore model and optimiser in place; return (last finished epoch, history)."""
-    model.load_state_dict(torch.load(os.path.join(directory, "model.pt"), map_location="cpu", weights_only=True))
+def load_progress(directory: str, model: MigrationGNN, optimizer: torch.optim.Optimizer) -> tuple[int, list[dict]]:
+    """Restore model and optimiser in place; return (last finished epoch, history).
+
+    KVStore tables are written back by every worker (the same values); the sparse
+    optimiser's moments are not checkpointed and restart at zero.
+    """
+    model.load_full_state_dict(torch.load(os.path.join(directory, "model.pt"), map_location="cpu", weights_only=True))
     optimizer.load_state_dict(torch.load(os.path.join(directory, "optimizer.pt"), map_location="cpu", weights_only=True))
     with open(os.path.join(directory, "state.json")) as f:
         state = json.load(f)

@@ -24,6 +24,7 @@ from graphtrain.graph.sampling import EdgeBatch, EdgeBatchSampler, GraphSource
 from graphtrain.models.gnn import MigrationGNN
 from graphtrain.models.losses import bpr_loss, l2_penalty
 from graphtrain.models.popularity import item_popularity
+from graphtrain.train.embeddings import DISTRIBUTED, REPLICATED, KVStoreEmbeddings, placement, set_learning_rate
 from graphtrain.train.validation import Validation, learning_rate_at, should_stop
 
 # report(epoch, metrics, model, optimizer, history) -> None; called after every epoch.
@@ -118,21 +119,27 @@ def train_worker(
     """
     torch.manual_seed(config.seed)
     device = pick_device(config.gpu)
-    model = MigrationGNN(config.model, dataset.num_nodes, config.source_domain, config.target_domain)
+    node_embeddings = None
+    if placement(config, dataset.num_nodes, source.has_kvstore) == DISTRIBUTED:
+        node_embeddings = KVStoreEmbeddings(source, dataset.num_nodes, config.model.embedding_dim)
+    model = MigrationGNN(config.model, dataset.num_nodes, config.source_domain, config.target_domain, node_embeddings)
     popularity = {d: item_popularity(dataset, d) for d in dataset.domains}
     model.init_item_bias({item_type(d): torch.from_numpy(counts) for d, counts in popularity.items()})
     optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
+    sparse_optimizer = node_embeddings.optimizer(config.learning_rate) if node_embeddings is not None else None
     first_epoch, history = 0, []
     if resume is not None:
         last, history = resume(model, optimizer)
         first_epoch = last + 1
+    if node_embeddings is not None and _distributed(world_size):
+        dist.barrier()  # every worker has written the restored tables before anyone trains
     model.to(device)
     for state in optimizer.state.values():
         for key, value in state.items():
             if torch.is_tensor(value):
                 state[key] = value.to(device)
     step_loss: torch.nn.Module = BatchLoss(model, config)
-    if world_size > 1 and dist.is_available() and dist.is_initialized():
+    if _distributed(world_size):
         step_loss = torch.nn.parallel.DistributedDataParallel(
             step_loss, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=True
         )
@@ -149,6 +156,8 @@ def train_worker(
         learning_rate = learning_rate_at(config, epoch)
         for group in optimizer.param_groups:
             group["lr"] = learning_rate
+        if sparse_optimizer is not None:
+            set_learning_rate(sparse_optimizer, learning_rate)
         shard = edges.shard(rank, world_size, epoch, config.seed)
         rng = seed_epoch(source, config.seed, epoch, rank)
         started, sample_s, seeds, total_loss, steps = time.perf_counter(), 0.0, 0, 0.0, 0
@@ -165,6 +174,9 @@ def train_worker(
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+            if sparse_optimizer is not None:
+                sparse_optimizer.zero_grad()  # DGL: the step below then clears the rows it used
+                sparse_optimizer.step()  # collective across workers: every rank steps every batch
             total_loss += float(loss.detach())
             seeds += batch.num_seeds
             steps += 1
@@ -179,6 +191,7 @@ def train_worker(
             "seeds_per_s": seeds / seconds if seconds > 0 else 0.0,
             "learning_rate": learning_rate,
             "device": device.type,
+            "embeddings": DISTRIBUTED if node_embeddings is not None else REPLICATED,
         }
         if validation is not None:
             started = time.perf_counter()
@@ -205,9 +218,13 @@ def seed_epoch(source: GraphSource, seed: int, epoch: int, rank: int) -> np.rand
     return np.random.default_rng([seed, epoch, rank, 1])
 
 
+def _distributed(world_size: int) -> bool:
+    return world_size > 1 and dist.is_available() and dist.is_initialized()
+
+
 def _stop_everywhere(stop: bool, world_size: int, device: torch.device) -> bool:
     """Rank 0's early-stopping decision, shared with every worker (DDP steps in lockstep)."""
-    if world_size > 1 and dist.is_available() and dist.is_initialized():
+    if _distributed(world_size):
         flag = torch.tensor([1 if stop else 0], device=device)  # NCCL needs it on the GPU
         dist.broadcast(flag, src=0)
         return bool(flag.item())

@@ -1,0 +1,98 @@
+"""Where node embedding tables live during training (DESIGN.md "Embeddings at scale").
+
+``replicated``: ``nn.Embedding`` tables inside the model on every worker; DDP all-reduces
+their (dense) gradients. ``distributed``: one ``dgl.distributed.DistEmbedding`` per node
+type in DGL's KVStore, partitioned like the graph and served by the graph servers; a
+worker pulls only its batch's rows and DGL's ``SparseAdam`` updates only those rows.
+Dense weights (item bias, transfer head, W) stay in the model under DDP either way.
+
+A checkpoint holds the same ``embeddings.<ntype>.weight`` tensors in both modes (rank 0
+pulls the KVStore tables), so export, evaluation and serving do not know which mode
+trained the model.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from graphtrain.config import TrainConfig
+from graphtrain.errors import ConfigError
+from graphtrain.graph.dgl_compat import import_dgl
+
+REPLICATED, DISTRIBUTED = "replicated", "distributed"
+INIT_STD = 0.1  # as MigrationGNN initialises its nn.Embedding tables
+
+
+def replicated_bytes(num_nodes: dict[str, int], dim: int) -> int:
+    """Bytes one worker holds for replicated tables: weights, gradient, Adam's two moments."""
+    return sum(num_nodes.values()) * dim * 4 * 4
+
+
+def placement(config: TrainConfig, num_nodes: dict[str, int], has_kvstore: bool) -> str:
+    """``config.embeddings`` resolved: "auto" goes distributed when replicated tables
+    would exceed ``replicated_embeddings_mb`` and graph servers hold a KVStore."""
+    if config.embeddings == DISTRIBUTED and not has_kvstore:
+        raise ConfigError(
+            "embeddings", config.embeddings,
+            "distributed tables live on DGL graph servers, one partition per host; train with "
+            "`graphtrain train` (the in-process loop has none) without co-locating partitions, or use 'replicated'",
+        )
+    if config.embeddings != "auto":
+        return config.embeddings
+    too_big = replicated_bytes(num_nodes, config.model.embedding_dim) > config.replicated_embeddings_mb * 2**20
+    return DISTRIBUTED if too_big and has_kvstore else REPLICATED
+
+
+def normal_init(shape, dtype) -> torch.Tensor:
+    """KVStore initialiser; it runs on the graph servers, so it must be importable there.
+    Seeded by the partition's shape so a rerun starts from the same tables."""
+    generator = torch.Generator().manual_seed(int(np.prod(shape)))
+    return torch.randn(shape, generator=generator, dtype=dtype) * INIT_STD
+
+
+class KVStoreEmbeddings:
+    """Node embedding tables in DGL's KVStore, looked up by dataset ids.
+
+    Every worker creates the same tables in the same order (creation is collective).
+    """
+
+    def __init__(self, source, num_nodes: dict[str, int], dim: int, name: str = "graphtrain-emb"):
+        dgl = import_dgl()
+        self.source = source
+        self.num_nodes = dict(num_nodes)
+        self.tables = {
+            nt: dgl.distributed.DistEmbedding(
+                n, dim, name=f"{name}-{nt}", init_func=normal_init,
+                part_policy=source.graph.get_node_partition_policy(nt),
+            )
+            for nt, n in sorted(self.num_nodes.items())
+        }
+
+    def lookup(self, ntype: str, ids: torch.Tensor, device: torch.device) -> torch.Tensor:
+        """Rows for dataset ids; recorded for the sparse optimiser when grad is enabled."""
+        graph_ids = torch.from_numpy(self.source.nodes_to_graph(ntype, ids.cpu().numpy()))
+        return self.tables[ntype](graph_ids, device=device)
+
+    def optimizer(self, learning_rate: float):
+        return import_dgl().distributed.optim.SparseAdam(list(self.tables.values()), lr=learning_rate)
+
+    @torch.no_grad()
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """Whole tables in dataset id order, named as the model's replicated tables."""
+        return {
+            f"embeddings.{nt}.weight": self.lookup(nt, torch.arange(n), torch.device("cpu"))
+            for nt, n in self.num_nodes.items()
+        }
+
+    @torch.no_grad()
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        """Write whole tables (dataset id order) into the KVStore; call on one worker."""
+        for nt, n in self.num_nodes.items():
+            graph_ids = torch.from_numpy(self.source.nodes_to_graph(nt, np.arange(n)))
+            self.tables[nt].weight[graph_ids] = state[f"embeddings.{nt}.weight"]
+
+
+def set_learning_rate(sparse_optimizer, learning_rate: float) -> None:
+    """DGL's sparse optimisers keep the rate in a private field (no param_groups)."""
+    sparse_optimizer._lr = learning_rate

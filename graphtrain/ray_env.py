@@ -16,8 +16,24 @@ THREAD_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 TRAIN_ENV = {"RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.2"}
 
 
+# Object-storage credentials and endpoints (pyarrow and fsspec read them from the
+# environment). Workers and actors start from the Ray node's environment, not the
+# driver's, so the actors a driver starts get the driver's copies.
+STORAGE_ENV_PREFIXES = ("AWS_", "GOOGLE_", "GCS_", "AZURE_")
+
+
 def worker_env() -> dict[str, str]:
     return {**THREAD_ENV, **TRAIN_ENV}
+
+
+def storage_env() -> dict[str, str]:
+    """The driver's object-storage variables, for the runtime_env of actors it starts."""
+    return {k: v for k, v in os.environ.items() if k.startswith(STORAGE_ENV_PREFIXES)}
+
+
+def actor_runtime_env() -> dict:
+    """runtime_env for graph servers and train workers: threads and storage access."""
+    return {"env_vars": {**worker_env(), **storage_env()}}
 
 
 def _loopback_only() -> None:

@@ -23,7 +23,7 @@ import time
 from graphtrain import storage
 from graphtrain.errors import GraphServerError
 from graphtrain.graph.partition import PART_CONFIG
-from graphtrain.ray_env import THREAD_ENV
+from graphtrain.ray_env import THREAD_ENV, actor_runtime_env
 
 READY_LINE = "start graph service"
 START_TIMEOUT_S = 60.0
@@ -179,6 +179,7 @@ class GraphServerGroup:
                 remote.options(
                     scheduling_strategy=PlacementGroupSchedulingStrategy(self.placement_group, placement_group_bundle_index=p),
                     memory=BUNDLE["memory"],
+                    runtime_env=actor_runtime_env(),  # reads the partitions from any storage URI
                 ).remote(p, self.partitions_uri)
                 for p in range(self.num_parts)
             ]

@@ -14,7 +14,7 @@ import time
 
 from graphtrain import storage
 from graphtrain.config import TrainConfig
-from graphtrain.ray_env import ensure_ray
+from graphtrain.ray_env import actor_runtime_env, ensure_ray
 from graphtrain.train import checkpoint
 from graphtrain.train.validation import best_epoch
 
@@ -77,7 +77,8 @@ def train(config: TrainConfig) -> dict:
                 num_workers=config.workers, use_gpu=config.gpu, resources_per_worker={"CPU": 1}
             ),
             run_config=RunConfig(
-                name=RUN_NAME, storage_path=storage_path, checkpoint_config=CheckpointConfig(num_to_keep=None)
+                name=RUN_NAME, storage_path=storage_path, checkpoint_config=CheckpointConfig(num_to_keep=None),
+                worker_runtime_env=actor_runtime_env(),
             ),
         )
         result = trainer.fit()

@@ -59,6 +59,32 @@ def test_distgraph_samples_true_neighbours(ray_session, tiny_dataset_uri, tiny_d
     _assert_gone(pids)
 
 
+def test_servers_read_partitions_from_s3(ray_session, tiny_dataset_uri, tiny_dataset, monkeypatch):
+    """Partitions written to a real S3-protocol server (moto, loopback) and downloaded
+    by the graph servers; the credentials reach the actors from the driver's env."""
+    import pyarrow.fs as pafs
+
+    from graphtrain.ray_env import actor_runtime_env
+    from tests.s3_server import moto_s3_server
+
+    with moto_s3_server() as options:
+        pafs.S3FileSystem(**options).create_dir("parts-bucket")
+        for key, value in {
+            "AWS_ENDPOINT_URL": f"http://{options['endpoint_override']}", "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing", "AWS_REGION": "us-east-1",
+        }.items():
+            monkeypatch.setenv(key, value)
+        parts = "s3://parts-bucket/run/partitions"
+        partition(PartitionConfig(dataset=tiny_dataset_uri, output=parts, num_parts=1))
+        assert pafs.S3FileSystem(**options).get_file_info("parts-bucket/run/partitions/_SUCCESS").type == pafs.FileType.File
+        client = ray_session.remote(num_cpus=1, max_calls=1, runtime_env=actor_runtime_env())(_sample_through_servers)
+        with GraphServerGroup(parts, 1, num_clients=1) as group:
+            found = ray_session.get(client.remote(group.ip_config, parts, tiny_dataset_uri), timeout=120)
+    train = tiny_dataset.edges[tiny_dataset.edges["split"] == "train"]
+    assert len(found) > 500
+    assert set(found) <= set(zip(train["domain"], train["user_idx"], train["item_idx"]))
+
+
 def _assert_gone(pids):
     import os
     import time

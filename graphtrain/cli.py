@@ -44,6 +44,8 @@ def _training_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--layer", choices=("lightgcn", "gnn"), default="lightgcn" if ModelConfig.lightgcn else "gnn",
                    help="lightgcn: W = I, no nonlinearity; gnn: learned W and LeakyReLU per layer")
     p.add_argument("--no-transfer", dest="transfer", action="store_false", help="without the transfer head (ablation)")
+    p.add_argument("--transfer-loss-weight", type=float, default=TrainConfig.transfer_loss_weight,
+                   help="weight of the transfer head's own BPR term")
 
 
 def model_from_args(args: argparse.Namespace):

@@ -93,6 +93,7 @@ def run(config: RunConfig, log=print) -> dict:
                 patience=config.patience,
                 negatives=config.negatives,
                 embeddings=config.embeddings,
+                transfer_loss_weight=config.transfer_loss_weight,
                 gpu=config.gpu,
                 seed=config.seed,
             )

@@ -9,7 +9,7 @@ import argparse
 import json
 import sys
 
-from graphtrain.config import SPLITS
+from graphtrain.config import DEDUPE, PARTITION_METHODS, SPLITS
 from graphtrain.errors import GraphtrainError
 
 
@@ -72,7 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--epochs", type=int, default=5)
     p.add_argument("--num-parts", type=int, default=1)
-    p.add_argument("--partition-method", choices=("metis", "random"), default="metis")
+    p.add_argument("--partition-method", choices=PARTITION_METHODS, default="metis")
     p.add_argument("--cold-start-fraction", type=float, default=0.2)
     p.add_argument("--batch-size", type=int, default=1024)
     p.add_argument("--fanouts", type=_fanouts, default=(10, 10), help="per layer, e.g. 10,10")
@@ -89,7 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cold-start-fraction", type=float, default=0.2)
     p.add_argument("--split", choices=SPLITS, default="auto", help="auto: the split column if every row has one, else leave-one-out")
     p.add_argument("--split-fractions", type=_floats, default=(0.8, 0.1, 0.1), help="train,valid,test for ratio/temporal")
-    p.add_argument("--dedupe", choices=("latest", "sum"), default="latest", help="repeated (user, item, domain) rows")
+    p.add_argument("--dedupe", choices=DEDUPE, default="latest", help="repeated (user, item, domain) rows")
     p.add_argument("--min-interactions", type=int, default=0, help="k-core filter (0: off)")
     p.add_argument("--id-maps", help="an earlier dataset URI whose user/item indices must be kept")
     p.add_argument(
@@ -103,7 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", required=True)
     p.add_argument("--output", required=True)
     p.add_argument("--num-parts", type=int, default=1)
-    p.add_argument("--method", choices=("metis", "random"), default="metis")
+    p.add_argument("--method", choices=PARTITION_METHODS, default="metis")
 
     p = sub.add_parser("train", help="Ray Train over DGL graph servers")
     p.add_argument("--dataset", required=True)

@@ -19,6 +19,8 @@ SPLITS = ("auto", "column", "leave-one-out", "ratio", "temporal")
 LR_SCHEDULES = ("cosine", "constant")
 NEGATIVES = ("uniform", "popularity")
 EMBEDDINGS = ("auto", "replicated", "distributed")
+DEDUPE = ("latest", "sum")
+PARTITION_METHODS = ("metis", "random")
 
 
 def _positive(name: str, value: int | float) -> None:
@@ -78,8 +80,8 @@ class IngestConfig:
             raise ConfigError("split_fractions", self.split_fractions, "give three non-negative fractions summing to 1")
         object.__setattr__(self, "split_fractions", fractions)
         _fraction("cold_start_fraction", self.cold_start_fraction)
-        if self.dedupe not in ("latest", "sum"):
-            raise ConfigError("dedupe", self.dedupe, "use 'latest' or 'sum'")
+        if self.dedupe not in DEDUPE:
+            raise ConfigError("dedupe", self.dedupe, f"use one of {DEDUPE}")
         if self.min_interactions < 0:
             raise ConfigError("min_interactions", self.min_interactions, "must be >= 0 (0 turns the k-core filter off)")
 
@@ -93,8 +95,8 @@ class PartitionConfig:
 
     def __post_init__(self):
         _positive("num_parts", self.num_parts)
-        if self.method not in ("metis", "random"):
-            raise ConfigError("method", self.method, "use 'metis' or 'random'")
+        if self.method not in PARTITION_METHODS:
+            raise ConfigError("method", self.method, f"use one of {PARTITION_METHODS}")
 
 
 @dataclass(frozen=True)

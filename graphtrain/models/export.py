@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import os
 import time
 
 import numpy as np
@@ -29,11 +27,9 @@ def export(dataset_uri: str, checkpoint_uri: str, output: str) -> dict:
         arrays[f"popularity@{domain}"] = item_popularity(dataset, domain)
         users, items = dataset.split_edges("train", domain)
         arrays[f"seen_indptr@{domain}"], arrays[f"seen_indices@{domain}"] = artifact.seen_csr(users, items, dataset.num_users)
-    with open(os.path.join(checkpoint_dir, "state.json")) as f:
-        state = json.load(f)
+    state = checkpoint.read_state(checkpoint_dir)
     # The whole run's history lives in the newest checkpoint (the exported one may be earlier).
-    with open(os.path.join(checkpoint.resolve(checkpoint_uri, "last"), "state.json")) as f:
-        history = json.load(f)["history"]
+    history = checkpoint.read_state(checkpoint_uri, "last")["history"]
     manifest = {
         "version": time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()),
         "domains": dataset.domains,

@@ -50,21 +50,30 @@ def save(
     )
 
 
-def resolve(uri: str, which: str = "checkpoint") -> str:
-    """A local checkpoint directory from a checkpoint dir or a checkpoints root.
+def resolve_uri(uri: str, which: str = "checkpoint") -> str:
+    """The URI of one checkpoint directory, from a checkpoint dir or a checkpoints root;
+    nothing is downloaded.
 
     Under a root, ``latest.json`` names ``checkpoint`` (the best validated epoch, what
     export uses) and ``last`` (the newest epoch); a checkpoint dir is both.
     """
-    path = storage.materialize(uri)
-    if os.path.exists(os.path.join(path, "model.pt")):
-        return path
-    latest = os.path.join(path, LATEST)
-    if os.path.exists(latest):
-        with open(latest) as f:
-            pointer = json.load(f)
-        return storage.materialize(pointer.get(which, pointer["checkpoint"]))
+    if storage.exists(storage.join(uri, "model.pt")):
+        return uri
+    latest = storage.join(uri, LATEST)
+    if storage.exists(latest):
+        pointer = storage.read_json(latest)
+        return pointer.get(which, pointer["checkpoint"])
     raise ArtifactError(f"no checkpoint at {uri!r}: expected model.pt or {LATEST}; run `graphtrain train` first")
+
+
+def resolve(uri: str, which: str = "checkpoint") -> str:
+    """A local directory holding one checkpoint (only that one is downloaded if remote)."""
+    return storage.materialize(resolve_uri(uri, which))
+
+
+def read_state(uri: str, which: str = "checkpoint") -> dict:
+    """``state.json`` of a checkpoint (epoch, history), read without the weights."""
+    return storage.read_json(storage.join(resolve_uri(uri, which), "state.json"))
 
 
 def load_model(uri: str, map_location: str = "cpu") -> MigrationGNN:

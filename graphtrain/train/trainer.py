@@ -86,9 +86,7 @@ def train(config: TrainConfig) -> dict:
     if result.checkpoint is None:
         raise RuntimeError(f"training finished without a checkpoint; see the logs under {storage_path}")
     last = result.checkpoint.path
-    with result.checkpoint.as_directory() as directory:
-        with open(f"{directory}/state.json") as f:
-            history = json.load(f)["history"]
+    history = storage.read_json(storage.join(_uri(config.output, last), "state.json"))["history"]
     # Export the best validated epoch (early stopping's choice); the last one without validation.
     best = best_epoch(history)
     chosen = last if best is None else f"{last.rsplit('/', 1)[0]}/{checkpoint.dir_name(best)}"

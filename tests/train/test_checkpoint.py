@@ -1,0 +1,41 @@
+"""Finding a run's checkpoints through latest.json without downloading weights."""
+
+import json
+
+import pytest
+import torch
+
+from graphtrain.config import ModelConfig
+from graphtrain.errors import ArtifactError
+from graphtrain.models.gnn import MigrationGNN
+from graphtrain.train import checkpoint
+
+
+def _run_with_two_epochs(root):
+    model = MigrationGNN(ModelConfig(embedding_dim=4), {"user": 3, "item@a": 2, "item@b": 2}, "a", "b")
+    optimizer = torch.optim.Adam(model.parameters())
+    history = [{"epoch": 0}, {"epoch": 1}]
+    for epoch in (0, 1):
+        checkpoint.save(str(root / checkpoint.dir_name(epoch)), model, optimizer, epoch, history[: epoch + 1])
+    pointer = {"checkpoint": str(root / checkpoint.dir_name(0)), "last": str(root / checkpoint.dir_name(1)), "best_epoch": 0}
+    (root / checkpoint.LATEST).write_text(json.dumps(pointer))
+    return model
+
+
+def test_latest_json_names_the_best_and_the_last_epoch(tmp_path):
+    model = _run_with_two_epochs(tmp_path)
+    assert checkpoint.resolve_uri(str(tmp_path)).endswith("epoch_0000")
+    assert checkpoint.resolve_uri(str(tmp_path), "last").endswith("epoch_0001")
+    assert checkpoint.read_state(str(tmp_path))["epoch"] == 0
+    assert checkpoint.read_state(str(tmp_path), "last")["history"] == [{"epoch": 0}, {"epoch": 1}]
+    # A checkpoint directory is both its own best and last.
+    one = str(tmp_path / checkpoint.dir_name(1))
+    assert checkpoint.resolve_uri(one) == one == checkpoint.resolve_uri(one, "last")
+    loaded = checkpoint.load_model(str(tmp_path))
+    for name, tensor in model.state_dict().items():
+        assert torch.equal(loaded.state_dict()[name], tensor)
+
+
+def test_no_checkpoint_says_which_stage_makes_one(tmp_path):
+    with pytest.raises(ArtifactError, match="graphtrain train"):
+        checkpoint.resolve_uri(str(tmp_path))

@@ -126,8 +126,9 @@ def plot_metrics(report: dict, path: str) -> None:
 
 def format_table(report: dict) -> str:
     cols = ("recall@20", "ndcg@10", "hr@10", "mrr")
-    lines = [f"{'model':<24}{'users':<14}" + "".join(f"{c:>11}" for c in cols)]
+    width = max(len("model"), *(len(name) for name in report["models"])) + 2
+    lines = [f"{'model':<{width}}{'users':<14}" + "".join(f"{c:>11}" for c in cols)]
     for name, groups in report["models"].items():
         for group, values in groups.items():
-            lines.append(f"{name:<24}{group:<14}" + "".join(f"{values[c]:>11.4f}" for c in cols))
+            lines.append(f"{name:<{width}}{group:<14}" + "".join(f"{values[c]:>11.4f}" for c in cols))
     return "\n".join(lines)

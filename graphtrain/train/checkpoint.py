@@ -89,7 +89,7 @@ def load_progress(directory: str, model: MigrationGNN, optimizer: torch.optim.Op
     """Restore model and optimiser in place; return (last finished epoch, history).
 
     KVStore tables are written back by every worker (the same values); the sparse
-    optimiser's moments are not checkpointed and restart at zero.
+    optimiser's moments are restored by ``KVStoreEmbeddings.load_optimizer``.
     """
     model.load_full_state_dict(torch.load(os.path.join(directory, "model.pt"), map_location="cpu", weights_only=True))
     optimizer.load_state_dict(torch.load(os.path.join(directory, "optimizer.pt"), map_location="cpu", weights_only=True))

@@ -13,6 +13,8 @@ trained the model.
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import torch
 
@@ -21,6 +23,7 @@ from graphtrain.errors import ConfigError
 from graphtrain.graph.dgl_compat import import_dgl
 
 REPLICATED, DISTRIBUTED = "replicated", "distributed"
+SPARSE_OPTIMIZER = "sparse_optimizer.pt"  # DGL appends _<rank>
 INIT_STD = 0.1  # as MigrationGNN initialises its nn.Embedding tables
 
 
@@ -75,7 +78,18 @@ class KVStoreEmbeddings:
         return self.tables[ntype](graph_ids, device=device)
 
     def optimizer(self, learning_rate: float):
-        return import_dgl().distributed.optim.SparseAdam(list(self.tables.values()), lr=learning_rate)
+        """DGL's SparseAdam over the tables (kept here so checkpoints can reach it)."""
+        self.sparse_optimizer = import_dgl().distributed.optim.SparseAdam(list(self.tables.values()), lr=learning_rate)
+        return self.sparse_optimizer
+
+    def save_optimizer(self, directory: str) -> None:
+        """Every worker writes its share of SparseAdam's moments (``<file>_<rank>``);
+        collective. Ray Train merges the workers' checkpoint files into one directory."""
+        self.sparse_optimizer.save(os.path.join(directory, SPARSE_OPTIMIZER))
+
+    def load_optimizer(self, directory: str) -> None:
+        """Collective; a worker whose file is missing (more workers than before) starts at zero."""
+        self.sparse_optimizer.load(os.path.join(directory, SPARSE_OPTIMIZER))
 
     @torch.no_grad()
     def state_dict(self) -> dict[str, torch.Tensor]:

@@ -38,12 +38,16 @@ def ray_train_loop(loop_config: dict) -> None:
         dataset = Dataset.load(config.dataset)
 
         def report(epoch, metrics, model, optimizer, history):
-            if rank != 0:
+            sparse = model.node_embeddings  # KVStore tables: every worker saves its optimiser share
+            if rank != 0 and sparse is None:
                 ray.train.report(metrics)
                 return
             with tempfile.TemporaryDirectory() as tmp:
-                extra = {"workers": world_size, "device": metrics["device"]}
-                checkpoint.save(tmp, model, optimizer, epoch, history, extra)
+                if rank == 0:
+                    extra = {"workers": world_size, "device": metrics["device"]}
+                    checkpoint.save(tmp, model, optimizer, epoch, history, extra)
+                if sparse is not None:
+                    sparse.save_optimizer(tmp)
                 ray.train.report(metrics, checkpoint=Checkpoint.from_directory(tmp), checkpoint_dir_name=checkpoint.dir_name(epoch))
 
         def resume(model, optimizer):
@@ -51,7 +55,10 @@ def ray_train_loop(loop_config: dict) -> None:
             if restored is None:
                 return -1, []
             with restored.as_directory() as directory:
-                return checkpoint.load_progress(directory, model, optimizer)
+                progress = checkpoint.load_progress(directory, model, optimizer)
+                if model.node_embeddings is not None:
+                    model.node_embeddings.load_optimizer(directory)
+                return progress
 
         train_worker(config, dataset, source, rank=rank, world_size=world_size, report=report, resume=resume)
 

@@ -107,6 +107,14 @@ def test_kvstore_tables_resume_from_the_checkpoint(ray_session, tiny_dataset_uri
     # The tables written back into the KVStore are the trained ones: epoch 3 starts where
     # epoch 2 ended (a fresh table would score near epoch 0's first validation).
     assert first["metrics"]["valid_ndcg@10"] == history[2]["valid_ndcg@10"]
+    # Each worker's share of SparseAdam's moments sits in the merged checkpoint; the
+    # shares split the table rows between the two workers and hold trained moments.
+    shares = [torch.load(f"{resumed['last_checkpoint']}/sparse_optimizer.pt_{rank}") for rank in (0, 1)]
+    user_table = next(name for name in shares[0]["emb_states"] if name.endswith("-user"))
+    ids = [share["emb_states"][user_table]["ids"] for share in shares]
+    assert len(ids[0]) + len(ids[1]) == len(torch.unique(torch.cat(ids)))
+    moments = [share["emb_states"][user_table]["states"] for share in shares]
+    assert all(any(float(t.abs().sum()) > 0 for t in m.values()) for m in moments)
     valid = [m["valid_ndcg@10"] for m in history]
     print(f"valid NDCG@10 by epoch (resumed at 3): {valid}")  # shown with -s
     assert valid[2] > valid[0] and valid[3] > 0.9 * valid[2]

@@ -46,6 +46,8 @@ def _training_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-transfer", dest="transfer", action="store_false", help="without the transfer head (ablation)")
     p.add_argument("--transfer-loss-weight", type=float, default=TrainConfig.transfer_loss_weight,
                    help="weight of the transfer head's own BPR term")
+    p.add_argument("--alignment-loss-weight", type=float, default=TrainConfig.alignment_loss_weight,
+                   help="pull T(m_u) toward the target-side user representation on overlapping users (0: off)")
 
 
 def model_from_args(args: argparse.Namespace):

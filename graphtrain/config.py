@@ -147,6 +147,8 @@ class TrainConfig:
     # NDCG@10 0.0836 but phone->electronic warm 0.1318 (< LightGCN target-only 0.1333);
     # 0.1 gave 0.0757 and 0.1422; 0 gave 0.0733 and 0.1405.
     transfer_loss_weight: float = 0.1
+    # Optional alignment loss on overlapping users: ||T(m_u) - h_u||^2 (DESIGN.md "Loss"); 0 = off.
+    alignment_loss_weight: float = 0.0
     lr_schedule: str = "cosine"  # or "constant"; cosine decays to 0 over `epochs`
     patience: int = 3  # stop after this many epochs without a better valid NDCG@10; 0 = never
     # Node embedding tables: "replicated" (nn.Embedding on every worker, DDP), "distributed"
@@ -174,8 +176,9 @@ class TrainConfig:
             raise ConfigError("fanouts", self.fanouts, "every fanout must be > 0")
         if self.weight_decay < 0:
             raise ConfigError("weight_decay", self.weight_decay, "must be >= 0")
-        if self.transfer_loss_weight < 0:
-            raise ConfigError("transfer_loss_weight", self.transfer_loss_weight, "must be >= 0")
+        for name in ("transfer_loss_weight", "alignment_loss_weight"):
+            if getattr(self, name) < 0:
+                raise ConfigError(name, getattr(self, name), "must be >= 0")
         if self.negatives not in NEGATIVES:
             raise ConfigError("negatives", self.negatives, f"use one of {NEGATIVES}")
         if self.lr_schedule not in LR_SCHEDULES:
@@ -234,6 +237,7 @@ class RunConfig:
     negatives: str = TrainConfig.negatives
     embeddings: str = TrainConfig.embeddings
     transfer_loss_weight: float = TrainConfig.transfer_loss_weight
+    alignment_loss_weight: float = TrainConfig.alignment_loss_weight
 
     def __post_init__(self):
         check_domain("source_domain", self.source_domain)

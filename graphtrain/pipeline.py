@@ -94,6 +94,7 @@ def run(config: RunConfig, log=print) -> dict:
                 negatives=config.negatives,
                 embeddings=config.embeddings,
                 transfer_loss_weight=config.transfer_loss_weight,
+                alignment_loss_weight=config.alignment_loss_weight,
                 gpu=config.gpu,
                 seed=config.seed,
             )

@@ -17,3 +17,12 @@ def bpr_loss(pos_scores: torch.Tensor, neg_scores: torch.Tensor) -> torch.Tensor
 def l2_penalty(*tensors: torch.Tensor) -> torch.Tensor:
     """Mean squared norm of the rows used in a batch (regularises only what was touched)."""
     return sum(t.pow(2).sum(-1).mean() for t in tensors if t.numel()) / max(len(tensors), 1)
+
+
+def alignment_loss(mapped: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean squared distance from T(m_u) to the user's own target-side representation,
+    over the rows in ``mask`` (users with source and target history). The target side
+    is held fixed: the loss moves the transfer head, as EMCDR fits its mapping."""
+    if not bool(mask.any()):
+        return mapped.sum() * 0.0  # keeps the head in the graph for DDP
+    return (mapped[mask] - target[mask].detach()).pow(2).sum(-1).mean()

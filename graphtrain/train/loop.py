@@ -22,7 +22,7 @@ from graphtrain.data.dataset import Dataset
 from graphtrain.graph.names import item_type
 from graphtrain.graph.sampling import EdgeBatch, EdgeBatchSampler, GraphSource
 from graphtrain.models.gnn import MigrationGNN
-from graphtrain.models.losses import bpr_loss, l2_penalty
+from graphtrain.models.losses import alignment_loss, bpr_loss, l2_penalty
 from graphtrain.models.popularity import item_popularity
 from graphtrain.train.embeddings import DISTRIBUTED, REPLICATED, KVStoreEmbeddings, placement, set_learning_rate
 from graphtrain.train.validation import Validation, learning_rate_at, should_stop
@@ -75,6 +75,8 @@ class BatchLoss(torch.nn.Module):
 
     BPR per domain, L2 on the rows used, and the transfer head's own BPR: target
     items ranked from T(m_u) alone, which trains T on users with source history.
+    Optionally, an alignment loss pulls T(m_u) toward the target-side representation
+    of users who have both histories.
     """
 
     def __init__(self, model: MigrationGNN, config: TrainConfig):
@@ -97,6 +99,11 @@ class BatchLoss(torch.nn.Module):
                 loss = loss + config.transfer_loss_weight * bpr_loss(
                     model.score(transferred, pos), model.score(transferred, neg)
                 )
+                if config.alignment_loss_weight > 0:
+                    overlapping = source_message[pairs.users].abs().sum(1) > 0  # has source history too
+                    loss = loss + config.alignment_loss_weight * alignment_loss(
+                        model.transfer(source_message)[pairs.users], final["user"][pairs.users], overlapping
+                    )
         return loss
 
 

@@ -86,6 +86,32 @@ def test_resumed_run_ends_where_an_uninterrupted_one_does(tiny_dataset, tmp_path
     assert not torch.equal(final["straight"]["embeddings.user.weight"], final["killed"]["embeddings.user.weight"])
 
 
+def _transfer_gap(model, dataset):
+    """Mean ||T(m_u) - h_u||^2 over users with source and target training edges."""
+    from graphtrain.models.inference import full_graph_layers
+
+    with torch.no_grad():
+        ids = {nt: torch.arange(n) for nt, n in dataset.num_nodes.items()}
+        final, message = model.propagate(ids, full_graph_layers(dataset, model.config.num_layers))
+        target_users = np.unique(dataset.split_edges("train", "movies")[0])
+        source_users = np.unique(dataset.split_edges("train", "books")[0])
+        both = torch.from_numpy(np.intersect1d(target_users, source_users))
+        return float((model.transfer(message[both]) - final["user"][both]).pow(2).sum(1).mean())
+
+
+def test_alignment_loss_pulls_the_transfer_head_toward_the_target_side(tiny_dataset):
+    source = LocalGraphSource(train_graph(tiny_dataset))
+    trained, gaps = {}, {}
+    for weight in (0.0, 1.0):
+        train_worker(
+            _config(epochs=3, patience=0, alignment_loss_weight=weight), tiny_dataset, source,
+            report=lambda epoch, metrics, model, *rest, weight=weight: trained.update({weight: model}),
+        )
+        gaps[weight] = _transfer_gap(trained[weight], tiny_dataset)
+    print(f"mean ||T(m_u) - h_u||^2 by alignment weight: {gaps}")  # shown with -s
+    assert gaps[1.0] < 0.5 * gaps[0.0], gaps
+
+
 def test_same_seed_same_first_epoch(tiny_dataset):
     source = LocalGraphSource(train_graph(tiny_dataset))
     a = train_worker(_config(epochs=1), tiny_dataset, source)

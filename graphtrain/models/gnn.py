@@ -156,7 +156,7 @@ class MigrationGNN(nn.Module):
                 final[nt] = torch.cat([final[nt], self.item_bias[nt](input_nodes[nt][: len(final[nt])])], 1)
         return final, source_message
 
-    def _augment_users(self, users: torch.Tensor) -> torch.Tensor:
+    def augment_users(self, users: torch.Tensor) -> torch.Tensor:
         """Users get a constant 1 column against the items' bias column, so a score
         stays one dot product (and the exported vectors serve as they are)."""
         if self.item_bias is None:
@@ -169,12 +169,9 @@ class MigrationGNN(nn.Module):
     ) -> torch.Tensor:
         """A user's representation for scoring items of ``domain``."""
         if domain != self.target_domain or self.transfer is None or source_message is None:
-            return self._augment_users(final_users)
-        return self._augment_users(final_users + self.transfer(source_message))
+            return self.augment_users(final_users)
+        return self.augment_users(final_users + self.transfer(source_message))
 
-    def transferred(self, source_message: torch.Tensor) -> torch.Tensor:
-        """T(m_u) alone: the target-space interests read off source history."""
-        return self._augment_users(self.transfer(source_message))
 
     @staticmethod
     def score(users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:

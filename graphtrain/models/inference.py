@@ -19,5 +19,5 @@ def full_graph_layers(dataset: Dataset, num_layers: int) -> list[LayerEdges]:
 def embed(model: MigrationGNN, dataset: Dataset) -> dict[str, dict[str, torch.Tensor]]:
     """User representations per scoring domain and item representations per domain."""
     model.eval()
-    device = next(model.parameters()).device
+    device = model.device_anchor.device
     return model.embed([layer.to(device) for layer in full_graph_layers(dataset, model.config.num_layers)])

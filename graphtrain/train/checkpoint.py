@@ -88,8 +88,8 @@ def load_model(uri: str, map_location: str = "cpu") -> MigrationGNN:
 def load_progress(directory: str, model: MigrationGNN, optimizer: torch.optim.Optimizer) -> tuple[int, list[dict]]:
     """Restore model and optimiser in place; return (last finished epoch, history).
 
-    KVStore tables are written back by every worker (the same values); the sparse
-    optimiser's moments are restored by ``KVStoreEmbeddings.load_optimizer``.
+    KVStore tables are written back once (rank 0); the sparse optimiser's moments are
+    restored by ``KVStoreEmbeddings.load_optimizer``.
     """
     model.load_full_state_dict(torch.load(os.path.join(directory, "model.pt"), map_location="cpu", weights_only=True))
     optimizer.load_state_dict(torch.load(os.path.join(directory, "optimizer.pt"), map_location="cpu", weights_only=True))

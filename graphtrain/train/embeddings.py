@@ -8,7 +8,7 @@ Dense weights (item bias, transfer head, W) stay in the model under DDP either w
 
 A checkpoint holds the same ``embeddings.<ntype>.weight`` tensors in both modes (rank 0
 pulls the KVStore tables), so export, evaluation and serving do not know which mode
-trained the model.
+trained the model; KVStore runs add each worker's share of SparseAdam's moments.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import os
 
 import numpy as np
 import torch
+import torch.distributed as dist
 
 from graphtrain.config import TrainConfig
 from graphtrain.errors import ConfigError
@@ -101,7 +102,11 @@ class KVStoreEmbeddings:
 
     @torch.no_grad()
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
-        """Write whole tables (dataset id order) into the KVStore; call on one worker."""
+        """Write whole tables (dataset id order) into the KVStore. Every worker restores
+        the same checkpoint, so rank 0 alone writes; the training loop's barrier after
+        resuming keeps the others from reading before it is done."""
+        if dist.is_initialized() and dist.get_rank() != 0:
+            return
         for nt, n in self.num_nodes.items():
             graph_ids = torch.from_numpy(self.source.nodes_to_graph(nt, np.arange(n)))
             self.tables[nt].weight[graph_ids] = state[f"embeddings.{nt}.weight"]

@@ -95,15 +95,14 @@ class BatchLoss(torch.nn.Module):
             loss = loss + bpr_loss(model.score(users, pos), model.score(users, neg))
             loss = loss + config.weight_decay * l2_penalty(users, pos, neg.flatten(0, 1))
             if domain == model.target_domain and model.transfer is not None and source_message is not None:
-                transferred = model.transferred(source_message)[pairs.users]
+                mapped = model.transfer(source_message[pairs.users])  # T(m_u) alone, for both terms below
+                transferred = model.augment_users(mapped)
                 loss = loss + config.transfer_loss_weight * bpr_loss(
                     model.score(transferred, pos), model.score(transferred, neg)
                 )
                 if config.alignment_loss_weight > 0:
                     overlapping = source_message[pairs.users].abs().sum(1) > 0  # has source history too
-                    loss = loss + config.alignment_loss_weight * alignment_loss(
-                        model.transfer(source_message)[pairs.users], final["user"][pairs.users], overlapping
-                    )
+                    loss = loss + config.alignment_loss_weight * alignment_loss(mapped, final["user"][pairs.users], overlapping)
         return loss
 
 
@@ -139,7 +138,7 @@ def train_worker(
         last, history = resume(model, optimizer)
         first_epoch = last + 1
     if node_embeddings is not None and _distributed(world_size):
-        dist.barrier()  # every worker has written the restored tables before anyone trains
+        dist.barrier()  # rank 0 has written the restored tables before anyone trains
     model.to(device)
     for state in optimizer.state.values():
         for key, value in state.items():

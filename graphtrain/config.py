@@ -247,3 +247,8 @@ class RunConfig:
         _positive("workers", self.workers)
         _positive("epochs", self.epochs)
         _positive("num_parts", self.num_parts)
+
+    def train_config(self, dataset: str, partitions: str, output: str) -> TrainConfig:
+        """The train stage's config: every field RunConfig shares with TrainConfig, by name."""
+        shared = {f.name for f in dataclasses.fields(TrainConfig)} & {f.name for f in dataclasses.fields(self)}
+        return TrainConfig(dataset=dataset, partitions=partitions, output=output, **{n: getattr(self, n) for n in shared})

@@ -16,7 +16,7 @@ import urllib.request
 from dataclasses import dataclass
 
 from graphtrain import storage
-from graphtrain.config import EvalConfig, IngestConfig, PartitionConfig, RunConfig, ServeConfig, TrainConfig
+from graphtrain.config import EvalConfig, IngestConfig, PartitionConfig, RunConfig, ServeConfig
 
 
 @dataclass(frozen=True)
@@ -75,30 +75,7 @@ def run(config: RunConfig, log=print) -> dict:
     )
     trained = stage(
         "train",
-        lambda: train(
-            TrainConfig(
-                dataset=work.dataset,
-                partitions=work.partitions,
-                output=work.checkpoints,
-                source_domain=config.source_domain,
-                target_domain=config.target_domain,
-                model=config.model,
-                workers=config.workers,
-                epochs=config.epochs,
-                batch_size=config.batch_size,
-                fanouts=config.fanouts,
-                learning_rate=config.learning_rate,
-                weight_decay=config.weight_decay,
-                lr_schedule=config.lr_schedule,
-                patience=config.patience,
-                negatives=config.negatives,
-                embeddings=config.embeddings,
-                transfer_loss_weight=config.transfer_loss_weight,
-                alignment_loss_weight=config.alignment_loss_weight,
-                gpu=config.gpu,
-                seed=config.seed,
-            )
-        ),
+        lambda: train(config.train_config(dataset=work.dataset, partitions=work.partitions, output=work.checkpoints)),
     )
     log(f"checkpoint {trained['checkpoint']}")
     stage("export", lambda: export(work.dataset, work.checkpoints, work.model))

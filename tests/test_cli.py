@@ -10,6 +10,8 @@ def test_run_flags_map_onto_the_run_config():
     run = config_from_args(cfg.RunConfig, args, inputs=args.input)
     assert run.inputs == ["a", "b"] and run.workers == 3 and run.fanouts == (5, 4)
     assert run.num_parts == 2 and run.partition_method == "random"
+    train = run.train_config("d", "p", "o")  # what `run` hands its train stage
+    assert (train.workers, train.fanouts, train.source_domain, train.output) == (3, (5, 4), "books", "o")
 
 
 def test_training_flags_reach_the_train_config_and_the_model():

@@ -48,8 +48,9 @@ from bench.quality_data import PAIRS, protocol_logs  # noqa: E402
 METRIC = "ndcg@10"
 
 
-def train_gnn(dataset, source: str, target: str, model_config, args, transfer_loss_weight=None) -> tuple[dict, list[dict]]:
-    """(user/item vectors of the best validated epoch, training history)."""
+def train_gnn(dataset, source: str, target: str, model_config, args, overrides: dict) -> tuple[dict, list[dict]]:
+    """(user/item vectors of the best validated epoch, training history); ``overrides``
+    replace TrainConfig fields the command line sets."""
     from graphtrain.config import TrainConfig
     from graphtrain.graph.build import train_graph
     from graphtrain.graph.sampling import LocalGraphSource
@@ -60,9 +61,10 @@ def train_gnn(dataset, source: str, target: str, model_config, args, transfer_lo
     config = TrainConfig(
         dataset="in-memory", partitions="in-memory", output="in-memory", source_domain=source, target_domain=target,
         model=model_config, epochs=args.epochs, learning_rate=args.learning_rate, weight_decay=args.weight_decay,
-        patience=args.patience,
-        transfer_loss_weight=args.transfer_loss_weight if transfer_loss_weight is None else transfer_loss_weight,
-        batch_size=args.batch_size, seed=args.seed,
+        **{
+            "patience": args.patience, "transfer_loss_weight": args.transfer_loss_weight,
+            "batch_size": args.batch_size, "seed": args.seed, **overrides,
+        },
     )
     best = {"score": -1.0, "state": None}
 
@@ -95,21 +97,19 @@ def run_case(pair: str, protocol: str, args, work: str) -> dict:
     dataset = Dataset.load(uri)
 
     scorers, histories, seconds = {"popularity": popularity_scorer(item_popularity(dataset, target))}, {}, {}
-    gnn_models = {
-        "graphtrain": (dataset, ModelConfig()),
-        "graphtrain_no_transfer": (dataset, ModelConfig(transfer=False)),
+    gnn_models = {  # name: (dataset, model, TrainConfig overrides)
+        "graphtrain": (dataset, ModelConfig(), {}),
+        "graphtrain_no_transfer": (dataset, ModelConfig(transfer=False), {}),
         # The transfer head's own loss at full weight (1.0 instead of the default 0.1).
-        "graphtrain_transfer_loss_1": (dataset, ModelConfig()),
-        "lightgcn_target_only": (dataset.only_domains([target]), ModelConfig(lightgcn=True, transfer=False)),
+        "graphtrain_transfer_loss_1": (dataset, ModelConfig(), {"transfer_loss_weight": 1.0}),
+        "lightgcn_target_only": (dataset.only_domains([target]), ModelConfig(lightgcn=True, transfer=False), {}),
     }
     for name in args.models:
         started = time.perf_counter()
         print(f"  {name}", flush=True)
         if name in gnn_models:
-            data, model_config = gnn_models[name]
-            vectors, histories[name] = train_gnn(
-                data, source, target, model_config, args, transfer_loss_weight=1.0 if name == "graphtrain_transfer_loss_1" else None
-            )
+            data, model_config, overrides = gnn_models[name]
+            vectors, histories[name] = train_gnn(data, source, target, model_config, args, overrides)
             scorers[name] = embedding_scorer(vectors["users"], vectors["items"])
         elif name == "emcdr":
             valid = SampledCases.of(dataset, target, "valid", seed=args.seed)

@@ -19,21 +19,11 @@ import os
 import numpy as np
 import pandas as pd
 
+from bench.sampling import disencdr_edges
 from graphtrain.data.splits import halve_per_user
 
-SHARED = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "data", "disencdr")
 VALID_USERS = 1000
 PAIRS = {"sport_cloth": ("sport", "cloth"), "phone_electronic": ("phone", "electronic")}
-
-
-def read_pair(source: str, target: str) -> pd.DataFrame:
-    frames = []
-    for folder, domain in ((f"{source}_{target}", source), (f"{target}_{source}", target)):
-        for split in ("train", "test"):
-            path = os.path.join(SHARED, folder, f"{split}.txt")
-            df = pd.read_csv(path, sep="\t", header=None, names=["user_id", "item_id", "w"])
-            frames.append(df.assign(domain=domain, split=split)[["user_id", "item_id", "domain", "split"]])
-    return pd.concat(frames, ignore_index=True)
 
 
 def with_validation(edges: pd.DataFrame, target: str, seed: int) -> pd.DataFrame:
@@ -64,8 +54,8 @@ def make_cold(edges: pd.DataFrame, target: str, fraction: float, seed: int) -> p
 
 def protocol_logs(pair: str, protocol: str, directory: str, seed: int = 0, cold_fraction: float = 0.2) -> str:
     """Write one pair under one protocol as a Parquet log; returns its path."""
-    source, target = PAIRS[pair]
-    edges = read_pair(source, target)
+    _, target = PAIRS[pair]
+    edges = disencdr_edges(pair)
     if protocol == "cold":
         edges = make_cold(edges, target, cold_fraction, seed)
     elif protocol != "warm":

@@ -33,16 +33,21 @@ from bench.common import RESULTS, write_result  # noqa: E402
 SHARED = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "data", "disencdr")
 
 
-def disencdr_logs(pair: str, directory: str) -> list[str]:
-    """The two sides of a DisenCDR pair as contract logs with their split column."""
+def disencdr_edges(pair: str) -> pd.DataFrame:
+    """Both sides of a DisenCDR pair (``<a>_<b>``) as contract rows with their split column."""
     a, b = pair.split("_")
     frames = []
     for folder, domain in ((f"{a}_{b}", a), (f"{b}_{a}", b)):
         for split, name in (("train", "train.txt"), ("test", "test.txt")):
             df = pd.read_csv(os.path.join(SHARED, folder, name), sep="\t", header=None, names=["user_id", "item_id", "w"])
             frames.append(df.assign(domain=domain, split=split)[["user_id", "item_id", "domain", "split"]])
+    return pd.concat(frames, ignore_index=True)
+
+
+def disencdr_logs(pair: str, directory: str) -> list[str]:
+    """The two sides of a DisenCDR pair as a contract log file."""
     path = os.path.join(directory, f"{pair}.parquet")
-    pd.concat(frames, ignore_index=True).to_parquet(path, index=False)
+    disencdr_edges(pair).to_parquet(path, index=False)
     return [path]
 
 

@@ -55,10 +55,9 @@ def test_unknown_mode_is_rejected():
 
 
 def _config(mode, dataset_uri, parts, out, epochs=6):
-    return TrainConfig(
-        dataset=dataset_uri, partitions=parts, output=str(out), source_domain="books", target_domain="movies",
-        model=ModelConfig(embedding_dim=16), workers=2, epochs=epochs, batch_size=256, fanouts=(5, 5),
-        learning_rate=0.02, weight_decay=0.01, patience=0, embeddings=mode,
+    return tiny_train_config(
+        dataset=dataset_uri, partitions=parts, output=str(out), workers=2, epochs=epochs, weight_decay=0.01, patience=0,
+        embeddings=mode,
     )
 
 

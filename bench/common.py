@@ -67,7 +67,8 @@ class PeakMemory:
         return round(self.peak_bytes / 2**30, 2)
 
 
-def write_result(name: str, unit: str, ours: float, baseline: float, params: dict) -> dict:
+def write_result(name: str, unit: str, ours: float, baseline: float, params: dict, extra: dict | None = None) -> dict:
+    """Write ``bench/results/<name>.json``; ``extra`` adds detailed results under their own keys."""
     os.makedirs(RESULTS, exist_ok=True)
     result = {
         "name": name,
@@ -77,6 +78,7 @@ def write_result(name: str, unit: str, ours: float, baseline: float, params: dic
         "ratio": ours / baseline if baseline else None,
         "params": params,
         "machine": machine(),
+        **(extra or {}),
     }
     with open(os.path.join(RESULTS, f"{name}.json"), "w") as f:
         json.dump(result, f, indent=2)

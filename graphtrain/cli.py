@@ -30,7 +30,7 @@ def _key_value(text: str) -> tuple[str, object]:
 
 def _training_flags(p: argparse.ArgumentParser) -> None:
     """Flags shared by `run` and `train` (defaults: TrainConfig and ModelConfig)."""
-    from graphtrain.config import EMBEDDINGS, LR_SCHEDULES, NEGATIVES, ModelConfig, TrainConfig
+    from graphtrain.config import EDGE_WEIGHTS, EMBEDDINGS, LR_SCHEDULES, NEGATIVES, ModelConfig, TrainConfig
 
     p.add_argument("--learning-rate", type=float, default=TrainConfig.learning_rate)
     p.add_argument("--weight-decay", type=float, default=TrainConfig.weight_decay, help="L2 on the rows a batch scores")
@@ -43,6 +43,8 @@ def _training_flags(p: argparse.ArgumentParser) -> None:
                    help="node tables replicated per worker, or in the graph servers' KVStore (auto: by size)")
     p.add_argument("--layer", choices=("lightgcn", "gnn"), default="lightgcn" if ModelConfig.lightgcn else "gnn",
                    help="lightgcn: W = I, no nonlinearity; gnn: learned W and LeakyReLU per layer")
+    p.add_argument("--edge-weights", choices=EDGE_WEIGHTS, default=ModelConfig.edge_weights,
+                   help="alpha_ij from degree only (none), or weighted by the edges' interaction weights")
     p.add_argument("--no-transfer", dest="transfer", action="store_false", help="without the transfer head (ablation)")
     p.add_argument("--transfer-loss-weight", type=float, default=TrainConfig.transfer_loss_weight,
                    help="weight of the transfer head's own BPR term")
@@ -54,7 +56,8 @@ def model_from_args(args: argparse.Namespace):
     from graphtrain.config import ModelConfig
 
     return ModelConfig(
-        embedding_dim=args.embedding_dim, num_layers=len(args.fanouts), lightgcn=args.layer == "lightgcn", transfer=args.transfer
+        embedding_dim=args.embedding_dim, num_layers=len(args.fanouts), lightgcn=args.layer == "lightgcn", transfer=args.transfer,
+        edge_weights=args.edge_weights,
     )
 
 

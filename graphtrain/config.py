@@ -21,6 +21,9 @@ NEGATIVES = ("uniform", "popularity")
 EMBEDDINGS = ("auto", "replicated", "distributed")
 DEDUPE = ("latest", "sum")
 PARTITION_METHODS = ("metis", "random")
+# alpha_ij: "none" = degree normalisation only; "weight" / "log1p" = the edges'
+# interaction weights (raw, or log(1 + w) for heavy-tailed counts and dwell times).
+EDGE_WEIGHTS = ("none", "weight", "log1p")
 
 
 def _positive(name: str, value: int | float) -> None:
@@ -114,11 +117,14 @@ class ModelConfig:
     transfer: bool = True
     transfer_hidden: int = 128
     item_bias: bool = True  # score u·i + b_i (b_i learns item popularity)
+    edge_weights: str = "none"  # EDGE_WEIGHTS: what alpha_ij is made of
 
     def __post_init__(self):
         _positive("embedding_dim", self.embedding_dim)
         _positive("num_layers", self.num_layers)
         _positive("transfer_hidden", self.transfer_hidden)
+        if self.edge_weights not in EDGE_WEIGHTS:
+            raise ConfigError("edge_weights", self.edge_weights, f"use one of {EDGE_WEIGHTS}")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

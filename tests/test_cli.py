@@ -19,13 +19,14 @@ def test_training_flags_reach_the_train_config_and_the_model():
         ["train", "--dataset", "d", "--partitions", "p", "--output", "o", "--source-domain", "books",
          "--target-domain", "movies", "--fanouts", "5,5,5", "--learning-rate", "0.02", "--weight-decay", "0.01",
          "--lr-schedule", "constant", "--patience", "0", "--negatives", "popularity", "--embedding-dim", "32",
-         "--layer", "gnn", "--no-transfer", "--embeddings", "distributed", "--transfer-loss-weight", "0.5", "--alignment-loss-weight", "0.2"]
+         "--layer", "gnn", "--no-transfer", "--embeddings", "distributed", "--transfer-loss-weight", "0.5", "--alignment-loss-weight", "0.2",
+         "--edge-weights", "log1p"]
     )
     train = config_from_args(cfg.TrainConfig, args, model=model_from_args(args))
     assert (train.learning_rate, train.weight_decay, train.lr_schedule) == (0.02, 0.01, "constant")
     assert train.patience == 0 and train.negatives == "popularity" and train.embeddings == "distributed"
     assert train.transfer_loss_weight == 0.5 and train.alignment_loss_weight == 0.2
-    assert train.model == cfg.ModelConfig(embedding_dim=32, num_layers=3, lightgcn=False, transfer=False)
+    assert train.model == cfg.ModelConfig(embedding_dim=32, num_layers=3, lightgcn=False, transfer=False, edge_weights="log1p")
     defaults = build_parser().parse_args(
         ["train", "--dataset", "d", "--partitions", "p", "--output", "o", "--source-domain", "b", "--target-domain", "m"]
     )

@@ -114,6 +114,11 @@ class Dataset:
             meta=meta,
         )
 
+    def train_edge_weights(self, domain: str) -> np.ndarray:
+        """float32 ``weight`` of the domain's train edges, in train-edge order."""
+        rows = self.edges[(self.edges["split"] == "train") & (self.edges["domain"] == domain)]
+        return rows["weight"].to_numpy(np.float32)
+
     def split_edges(self, split: str, domain: str) -> tuple[np.ndarray, np.ndarray]:
         """(user_idx, item_idx) of one split in one domain."""
         rows = self.edges[(self.edges["split"] == split) & (self.edges["domain"] == domain)]

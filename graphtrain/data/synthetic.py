@@ -31,6 +31,9 @@ class SyntheticSpec:
     cluster_affinity: float = 0.85  # share of interactions inside the user's cluster
     zipf_exponent: float = 1.0  # popularity skew inside a cluster
     source_only_fraction: float = 0.1  # users with no target-domain history at all
+    # weight = a 1-5 rating: 4 or 5 for items of the user's interest cluster, 1 or 2
+    # for the others (off: every weight is 1.0).
+    ratings: bool = False
     seed: int = 0
 
     def __post_init__(self):
@@ -62,7 +65,7 @@ def _domain_logs(spec: SyntheticSpec, domain: str, users: np.ndarray, user_clust
         p = np.where(item_cluster == c, popularity, 0.0)
         cluster_p[c] = p / p.sum()
 
-    rows_u, rows_i = [], []
+    rows_u, rows_i, rows_liked = [], [], []
     counts = np.maximum(3, rng.poisson(spec.interactions_per_user, len(users)))
     for u, c, n in zip(users, user_cluster, counts):
         n = min(n, n_items)
@@ -73,6 +76,12 @@ def _domain_logs(spec: SyntheticSpec, domain: str, users: np.ndarray, user_clust
             picked.add(int(rng.choice(n_items, p=global_p)))
         rows_u.extend([u] * len(picked))
         rows_i.extend(picked)
+        rows_liked.extend(item_cluster[list(picked)] == c)
+    weight = 1.0
+    if spec.ratings:
+        # Its own generator, so the interactions are the same with and without ratings.
+        coin = np.random.default_rng([spec.seed, len(domain), len(rows_u)]).integers(0, 2, len(rows_u))
+        weight = np.where(rows_liked, 4.0, 1.0) + coin
     prefix = domain[0]
     return pd.DataFrame(
         {
@@ -80,7 +89,7 @@ def _domain_logs(spec: SyntheticSpec, domain: str, users: np.ndarray, user_clust
             "item_id": [f"{prefix}{i:05d}" for i in rows_i],
             "domain": domain,
             "timestamp": rng.integers(1_600_000_000, 1_700_000_000, len(rows_u)),
-            "weight": 1.0,
+            "weight": weight,
         }
     )
 

@@ -17,14 +17,17 @@ Etype = tuple[str, str, str]
 
 @dataclass
 class LayerEdges:
-    """One message-passing layer: per edge type, local (src, dst) indices."""
+    """One message-passing layer: per edge type, local (src, dst) indices, and the
+    edges' alpha weights where the model weights messages (empty: plain mean)."""
 
     edges: dict[Etype, tuple[torch.Tensor, torch.Tensor]]
     num_dst: dict[str, int]
+    weights: dict[Etype, torch.Tensor] = field(default_factory=dict)
 
     def to(self, device) -> "LayerEdges":
         moved = {et: (s.to(device, non_blocking=True), d.to(device, non_blocking=True)) for et, (s, d) in self.edges.items()}
-        return LayerEdges(moved, self.num_dst)
+        weights = {et: w.to(device, non_blocking=True) for et, w in self.weights.items()}
+        return LayerEdges(moved, self.num_dst, weights)
 
 
 @dataclass

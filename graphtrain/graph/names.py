@@ -19,6 +19,11 @@ def reverse_etype(domain: str) -> tuple[str, str, str]:
     return (item_type(domain), f"rated_by@{domain}", USER)
 
 
+def etype_domain(etype: tuple[str, str, str]) -> str:
+    """The domain of a forward or reverse edge type."""
+    return etype[1].split("@", 1)[1]
+
+
 def canonical_etypes(domains: list[str]) -> list[tuple[str, str, str]]:
     return [e for d in domains for e in (forward_etype(d), reverse_etype(d))]
 

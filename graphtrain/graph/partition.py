@@ -83,3 +83,6 @@ class IdMapping:
 
     def edges_to_partition(self, etype: tuple[str, str, str], ids: np.ndarray) -> np.ndarray:
         return self._to_partition[f"edge:{etype_key(etype)}"][ids]
+
+    def edges_to_dataset(self, etype: tuple[str, str, str], ids: np.ndarray) -> np.ndarray:
+        return self._to_dataset[f"edge:{etype_key(etype)}"][ids]

@@ -17,7 +17,7 @@ import torch
 
 from graphtrain.graph.batch import DomainPairs, Etype, LayerEdges, MiniBatch
 from graphtrain.graph.dgl_compat import import_dgl
-from graphtrain.graph.names import USER, forward_etype, item_type, reverse_etype
+from graphtrain.graph.names import USER, etype_domain, forward_etype, item_type, reverse_etype
 
 
 def _contains(sorted_values: np.ndarray, queries: np.ndarray) -> np.ndarray:
@@ -36,6 +36,8 @@ class GraphSource(Protocol):
     def nodes_to_dataset(self, ntype: str, ids: np.ndarray) -> np.ndarray: ...
 
     def edges_to_graph(self, etype: Etype, ids: np.ndarray) -> np.ndarray: ...
+
+    def edges_to_dataset(self, etype: Etype, ids: np.ndarray) -> np.ndarray: ...
 
     has_kvstore: bool  # graph servers that can also hold distributed embedding tables
 
@@ -62,6 +64,9 @@ class LocalGraphSource:
         return ids
 
     def edges_to_graph(self, etype, ids):
+        return ids
+
+    def edges_to_dataset(self, etype, ids):
         return ids
 
     def seed(self, value):
@@ -93,6 +98,9 @@ class DistGraphSource:
     def edges_to_graph(self, etype, ids):
         return self.mapping.edges_to_partition(etype, ids)
 
+    def edges_to_dataset(self, etype, ids):
+        return self.mapping.edges_to_dataset(etype, ids)
+
     def seed(self, value):
         """Neighbours are drawn by the graph servers' own RNG; nothing to seed here."""
 
@@ -122,8 +130,11 @@ class EdgeBatchSampler:
         fanouts,
         num_negatives: int,
         negative_weights: Optional[dict[str, np.ndarray]] = None,
+        edge_weights: Optional[dict[str, np.ndarray]] = None,
     ):
         self.source = source
+        # alpha weight per domain and dataset edge id (models.alpha.edge_alpha); None: plain mean.
+        self.edge_weights = edge_weights
         self.domains = list(domains)
         self.num_items = dict(num_items)
         self.fanouts = list(fanouts)
@@ -183,20 +194,26 @@ class EdgeBatchSampler:
         for fanout in reversed(self.fanouts):
             frontier = self.source.sample_neighbors(frontier_nodes, fanout)
             block = dgl.to_block(frontier, frontier_nodes)
-            edges = {}
+            edges, weights = {}, {}
             for etype in block.canonical_etypes:
                 if not block.num_edges(etype):
                     continue
                 src, dst = block.edges(etype=etype)
+                if etype not in banned and self.edge_weights is None:
+                    edges[etype] = (src, dst)
+                    continue
+                # block EID -> frontier edge -> graph edge id
+                graph_eids = frontier.edges[etype].data[dgl.EID][block.edges[etype].data[dgl.EID]].numpy()
                 if etype in banned:
                     # Drop the batch's own edges here rather than rebuilding the graph
                     # (dgl.remove_edges per edge type was 40 % of sampling time).
-                    # block EID -> frontier edge -> graph edge id
-                    graph_eids = frontier.edges[etype].data[dgl.EID][block.edges[etype].data[dgl.EID]]
-                    keep = ~_contains(banned[etype], graph_eids.numpy())
-                    src, dst = src[keep], dst[keep]
+                    keep = ~_contains(banned[etype], graph_eids)
+                    src, dst, graph_eids = src[keep], dst[keep], graph_eids[keep]
                 edges[etype] = (src, dst)
-            layers.insert(0, LayerEdges(edges, {nt: block.num_dst_nodes(nt) for nt in block.dsttypes}))
+                if self.edge_weights is not None:
+                    dataset_eids = self.source.edges_to_dataset(etype, graph_eids)
+                    weights[etype] = torch.from_numpy(self.edge_weights[etype_domain(etype)][dataset_eids])
+            layers.insert(0, LayerEdges(edges, {nt: block.num_dst_nodes(nt) for nt in block.dsttypes}, weights))
             frontier_nodes = {nt: block.srcnodes[nt].data[dgl.NID] for nt in block.srctypes if block.num_src_nodes(nt)}
         input_nodes = {
             nt: torch.from_numpy(self.source.nodes_to_dataset(nt, ids.numpy())) for nt, ids in frontier_nodes.items()

@@ -6,7 +6,8 @@ Layer, for every node type t::
 
 alpha_ij is the random-walk degree normalisation 1/|N_r(i)| per relation r, which the
 sampled mini-batch estimates without bias, so sampled training and full-graph
-inference compute the same function. ``lightgcn=True`` is W = I, sigma = identity.
+inference compute the same function. With ``edge_weights`` set, alpha_ij is
+w_ij / sum_j w_ij from the interaction weights (:mod:`graphtrain.models.alpha`). ``lightgcn=True`` is W = I, sigma = identity.
 A node's final representation is the mean of its layer outputs (LightGCN's
 layer combination).
 
@@ -31,11 +32,18 @@ from graphtrain.graph.names import USER, item_type, reverse_etype
 from graphtrain.models.popularity import popularity_prior
 
 
-def scatter_mean(values: torch.Tensor, index: torch.Tensor, size: int) -> torch.Tensor:
+def scatter_mean(values: torch.Tensor, index: torch.Tensor, size: int, weights: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean of ``values`` per ``index`` row, weighted by ``weights`` when given; rows
+    with no (or only zero-weight) entries stay zero."""
     out = values.new_zeros(size, values.shape[1])
-    out.index_add_(0, index, values)
-    count = torch.bincount(index, minlength=size).clamp_(min=1).to(values.dtype)
-    return out / count.unsqueeze(1)
+    if weights is None:
+        out.index_add_(0, index, values)
+        total = torch.bincount(index, minlength=size).to(values.dtype)
+    else:
+        weights = weights.to(values.dtype)
+        out.index_add_(0, index, values * weights.unsqueeze(1))
+        total = values.new_zeros(size).index_add_(0, index, weights)
+    return out / total.clamp_(min=1e-12).unsqueeze(1)
 
 
 class MigrationGNN(nn.Module):
@@ -127,7 +135,7 @@ class MigrationGNN(nn.Module):
         source_relation = reverse_etype(self.source_domain)
         for etype, (src, dst) in layer.edges.items():
             src_type, _, dst_type = etype
-            message = scatter_mean(x[src_type][src], dst, layer.num_dst[dst_type])
+            message = scatter_mean(x[src_type][src], dst, layer.num_dst[dst_type], layer.weights.get(etype))
             agg[dst_type] = agg[dst_type] + message
             if etype == source_relation:
                 source_message = message

@@ -21,6 +21,7 @@ from graphtrain.config import TrainConfig
 from graphtrain.data.dataset import Dataset
 from graphtrain.graph.names import item_type
 from graphtrain.graph.sampling import EdgeBatch, EdgeBatchSampler, GraphSource
+from graphtrain.models.alpha import edge_alpha
 from graphtrain.models.gnn import MigrationGNN
 from graphtrain.models.losses import alignment_loss, bpr_loss, l2_penalty
 from graphtrain.models.popularity import item_popularity
@@ -153,6 +154,7 @@ def train_worker(
     sampler = EdgeBatchSampler(
         source, dataset.domains, {d: dataset.num_items(d) for d in dataset.domains}, config.fanouts,
         config.num_negatives, negative_weights=popularity if config.negatives == "popularity" else None,
+        edge_weights=edge_alpha(dataset, config.model.edge_weights),
     )
     # Rank 0 validates and decides; the others follow its decision.
     validation = Validation.of(dataset, config.target_domain, config.seed) if rank == 0 else None

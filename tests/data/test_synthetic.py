@@ -1,3 +1,5 @@
+import dataclasses
+
 import pandas as pd
 import pytest
 
@@ -46,3 +48,16 @@ def test_write_logs_splits_files_per_domain(tmp_path):
 def test_bad_spec_names_the_field():
     with pytest.raises(ConfigError, match="items_per_domain"):
         SyntheticSpec(items_per_domain=2, num_clusters=8)
+
+
+def test_ratings_mark_interest_and_leave_the_interactions_unchanged():
+    spec = SyntheticSpec(num_users=200, items_per_domain=80, num_clusters=4, cluster_affinity=0.6, seed=5)
+    plain = generate(spec)
+    rated = generate(dataclasses.replace(spec, ratings=True))
+    pd.testing.assert_frame_equal(plain.drop(columns="weight"), rated.drop(columns="weight"))
+    assert set(plain["weight"]) == {1.0}
+    assert set(rated["weight"]) == {1.0, 2.0, 4.0, 5.0}
+    # Users mostly rate their cluster (affinity 0.6 plus the cluster's share of
+    # popularity draws), so high ratings are the majority but not all.
+    high = (rated["weight"] >= 4).mean()
+    assert 0.6 < high < 0.9

@@ -12,7 +12,11 @@ pytestmark = pytest.mark.usefixtures("ray_session")
 
 
 def _sample_through_servers(ip_config, partitions, dataset_uri):
-    """Runs in a fresh Ray worker process: sample every train edge's neighbourhood once."""
+    """Runs in a fresh Ray worker process: sample neighbourhoods of 256 train edges.
+
+    Returns (domain, user, item, weight) per sampled edge, where every train edge's
+    alpha weight is set to its dataset edge id, so the weight shows whether the
+    sampler mapped the partition's edge ids back to the right dataset edge."""
     from graphtrain.data.dataset import Dataset
     from graphtrain.graph.client import dist_graph_client
     from graphtrain.graph.names import USER
@@ -23,7 +27,10 @@ def _sample_through_servers(ip_config, partitions, dataset_uri):
     found = []
     with dist_graph_client(ip_config, partitions) as source:
         num_items = {d: dataset.num_items(d) for d in dataset.domains}
-        sampler = EdgeBatchSampler(source, dataset.domains, num_items, fanouts=[4], num_negatives=1)
+        edge_ids_as_weights = {d: np.arange(len(dataset.split_edges("train", d)[0]), dtype=np.float32) for d in dataset.domains}
+        sampler = EdgeBatchSampler(
+            source, dataset.domains, num_items, fanouts=[4], num_negatives=1, edge_weights=edge_ids_as_weights
+        )
         edges = TrainEdges.from_dataset(dataset)
         shard = edges.shard(0, 1, epoch=0, seed=0)
         rng = np.random.default_rng(0)
@@ -31,14 +38,25 @@ def _sample_through_servers(ip_config, partitions, dataset_uri):
             rows = slice(begin, begin + 64)
             mb = sampler.sample(EdgeBatch(shard.domain[rows], shard.users[rows], shard.items[rows], shard.edge_ids[rows]), rng)
             layer = mb.layers[0]
-            for (src_t, _, dst_t), (src, dst) in layer.edges.items():
+            for etype, (src, dst) in layer.edges.items():
+                src_t, _, dst_t = etype
                 s_ids = mb.input_nodes[src_t][src].numpy()
                 d_ids = mb.input_nodes[dst_t][dst].numpy()
-                if src_t == USER:
-                    found += [(dst_t.split("@")[1], int(u), int(i)) for u, i in zip(s_ids, d_ids)]
-                else:
-                    found += [(src_t.split("@")[1], int(u), int(i)) for u, i in zip(d_ids, s_ids)]
+                users, items = (s_ids, d_ids) if src_t == USER else (d_ids, s_ids)
+                domain = (dst_t if src_t == USER else src_t).split("@")[1]
+                found += [(domain, int(u), int(i), int(w)) for u, i, w in zip(users, items, layer.weights[etype].numpy())]
     return found
+
+
+def _check_sampled(found, dataset):
+    """Every sampled edge is a train edge and carries that edge's own weight."""
+    edge_id = {}
+    for domain in dataset.domains:
+        users, items = dataset.split_edges("train", domain)
+        edge_id.update({(domain, int(u), int(i)): k for k, (u, i) in enumerate(zip(users, items))})
+    assert len(found) > 500
+    assert {f[:3] for f in found} <= edge_id.keys()
+    assert all(edge_id[f[:3]] == f[3] for f in found)
 
 
 @pytest.mark.parametrize("num_parts", [1, 2])
@@ -52,10 +70,7 @@ def test_distgraph_samples_true_neighbours(ray_session, tiny_dataset_uri, tiny_d
         assert all(line.startswith("127.0.0.1 ") for line in group.ip_config.splitlines())
         found = ray_session.get(client.remote(group.ip_config, parts, tiny_dataset_uri), timeout=120)
         pids = [h["pid"] for h in group.health()]
-    train = tiny_dataset.edges[tiny_dataset.edges["split"] == "train"]
-    truth = set(zip(train["domain"], train["user_idx"], train["item_idx"]))
-    assert len(found) > 500
-    assert set(found) <= truth
+    _check_sampled(found, tiny_dataset)
     _assert_gone(pids)
 
 
@@ -80,9 +95,7 @@ def test_servers_read_partitions_from_s3(ray_session, tiny_dataset_uri, tiny_dat
         client = ray_session.remote(num_cpus=1, max_calls=1, runtime_env=actor_runtime_env())(_sample_through_servers)
         with GraphServerGroup(parts, 1, num_clients=1) as group:
             found = ray_session.get(client.remote(group.ip_config, parts, tiny_dataset_uri), timeout=120)
-    train = tiny_dataset.edges[tiny_dataset.edges["split"] == "train"]
-    assert len(found) > 500
-    assert set(found) <= set(zip(train["domain"], train["user_idx"], train["item_idx"]))
+    _check_sampled(found, tiny_dataset)
 
 
 def _assert_gone(pids):

@@ -1,0 +1,27 @@
+"""alpha_ij from the edges' interaction weights (DESIGN.md "Transfer learning").
+
+With ``ModelConfig.edge_weights`` other than "none", a node's message per relation is
+the weighted mean sum_j w_ij h_j / sum_j w_ij instead of the plain mean: a 5-star
+rating or a long watch counts for more than a misclick. Sampled mini-batches use the
+same ratio over the sampled neighbours, which equals the full-graph value when the
+fanout covers every neighbour and approaches it as the fanout grows.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from graphtrain.data.dataset import Dataset
+
+
+def edge_alpha(dataset: Dataset, mode: str) -> dict[str, np.ndarray] | None:
+    """Per domain, the alpha weight of every train edge in train-edge order (which is
+    the graph's edge id, :meth:`Dataset.train_edge_index`); None for "none"."""
+    if mode == "none":
+        return None
+    weights = {d: dataset.train_edge_weights(d) for d in dataset.domains}
+    if mode == "log1p":
+        return {d: np.log1p(w).astype(np.float32) for d, w in weights.items()}
+    if mode == "weight":
+        return weights
+    raise ValueError(f"edge_weights={mode!r}: use 'none', 'weight' or 'log1p'")

@@ -18,6 +18,7 @@ def export(dataset_uri: str, checkpoint_uri: str, output: str) -> dict:
     """Write the model artifact; returns its manifest."""
     dataset = Dataset.load(dataset_uri)
     checkpoint_dir = checkpoint.resolve(checkpoint_uri)
+    checkpoint.check_id_maps(checkpoint_dir, dataset.users, dataset.items, dataset_uri)
     model = checkpoint.load_model(checkpoint_dir)
     reps = embed(model, dataset)
     arrays = {}

@@ -1,8 +1,10 @@
-"""Per-epoch checkpoints: model, optimiser, progress and the model's shape.
+"""Per-epoch checkpoints: model, optimiser, progress, the model's shape and id maps.
 
 A checkpoint directory holds ``model.pt`` and ``optimizer.pt`` (tensor state dicts,
-loaded with ``weights_only=True``), ``state.json`` (epoch, metrics history) and
-``model.json`` (everything needed to rebuild the model without the dataset).
+loaded with ``weights_only=True``), ``state.json`` (epoch, metrics history),
+``model.json`` (everything needed to rebuild the model without the dataset) and the
+id maps the embedding rows belong to (``users.parquet``, ``items.parquet``: the
+dataset's own tables), so a checkpoint is never read against other ids.
 There is no RNG state to store: the loop reseeds every epoch from (seed, epoch, rank)
 (:func:`graphtrain.train.loop.seed_epoch`).
 """
@@ -12,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 
+import pandas as pd
 import torch
 
 from graphtrain import storage
@@ -20,6 +23,8 @@ from graphtrain.errors import ArtifactError
 from graphtrain.models.gnn import MigrationGNN
 
 LATEST = "latest.json"
+USERS = "users.parquet"
+ITEMS = "items.parquet"
 
 
 def dir_name(epoch: int) -> str:
@@ -34,8 +39,14 @@ def save(
     epoch: int,
     history: list[dict],
     extra: dict | None = None,
+    id_maps: tuple[pd.DataFrame, pd.DataFrame] | None = None,
 ) -> None:
+    """Write one checkpoint; ``id_maps`` is the dataset's (users, items) tables."""
     os.makedirs(directory, exist_ok=True)
+    if id_maps is not None:
+        users, items = id_maps
+        users.to_parquet(os.path.join(directory, USERS), index=False)
+        items.to_parquet(os.path.join(directory, ITEMS), index=False)
     torch.save(model.full_state_dict(), os.path.join(directory, "model.pt"))
     torch.save(optimizer.state_dict(), os.path.join(directory, "optimizer.pt"))
     storage.write_json(os.path.join(directory, "state.json"), {"epoch": epoch, "history": history, **(extra or {})})
@@ -83,6 +94,37 @@ def load_model(uri: str, map_location: str = "cpu") -> MigrationGNN:
     model = MigrationGNN(ModelConfig(**shape["model"]), shape["num_nodes"], shape["source_domain"], shape["target_domain"])
     model.load_state_dict(torch.load(os.path.join(directory, "model.pt"), map_location=map_location, weights_only=True))
     return model
+
+
+def check_id_maps(directory: str, users: pd.DataFrame, items: pd.DataFrame, dataset_uri: str = "the dataset") -> None:
+    """Raise :class:`ArtifactError` unless the checkpoint's id maps are ``users`` and
+    ``items`` (a dataset's tables): the embedding rows would belong to other ids.
+    Checkpoints written without id maps pass (nothing to compare)."""
+    if not os.path.exists(os.path.join(directory, USERS)):
+        return
+    for name, ours, keys in (
+        (USERS, users, ["user_idx", "user_id"]), (ITEMS, items, ["domain", "item_idx", "item_id"]),
+    ):
+        saved = _canonical(pd.read_parquet(os.path.join(directory, name)), keys)
+        given = _canonical(ours, keys)
+        if len(saved) != len(given):
+            raise ArtifactError(
+                f"checkpoint {directory!r} was trained on {len(saved)} rows of {name} but {dataset_uri} has "
+                f"{len(given)}: export and resume need the dataset the run trained on"
+            )
+        differ = (saved != given).any(axis=1).to_numpy()
+        if differ.any():
+            row = int(differ.argmax())
+            raise ArtifactError(
+                f"checkpoint {directory!r} and {dataset_uri} map ids differently ({name}: checkpoint "
+                f"{saved.iloc[row].to_dict()} vs dataset {given.iloc[row].to_dict()}): export and resume need "
+                "the dataset the run trained on"
+            )
+
+
+def _canonical(table: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    table = table[keys].astype({k: str for k in keys if k in ("domain", "user_id", "item_id")})
+    return table.sort_values(keys[:-1], kind="stable").reset_index(drop=True)
 
 
 def load_progress(directory: str, model: MigrationGNN, optimizer: torch.optim.Optimizer) -> tuple[int, list[dict]]:

@@ -45,7 +45,7 @@ def ray_train_loop(loop_config: dict) -> None:
             with tempfile.TemporaryDirectory() as tmp:
                 if rank == 0:
                     extra = {"workers": world_size, "device": metrics["device"]}
-                    checkpoint.save(tmp, model, optimizer, epoch, history, extra)
+                    checkpoint.save(tmp, model, optimizer, epoch, history, extra, id_maps=(dataset.users, dataset.items))
                 if sparse is not None:
                     sparse.save_optimizer(tmp)
                 ray.train.report(metrics, checkpoint=Checkpoint.from_directory(tmp), checkpoint_dir_name=checkpoint.dir_name(epoch))
@@ -55,6 +55,7 @@ def ray_train_loop(loop_config: dict) -> None:
             if restored is None:
                 return -1, []
             with restored.as_directory() as directory:
+                checkpoint.check_id_maps(directory, dataset.users, dataset.items, config.dataset)
                 progress = checkpoint.load_progress(directory, model, optimizer)
                 if model.node_embeddings is not None:
                     model.node_embeddings.load_optimizer(directory)

@@ -6,6 +6,7 @@ import socket
 import urllib.error
 import urllib.parse
 
+import pandas as pd
 import pytest
 
 from graphtrain.config import ModelConfig, RunConfig, ServeConfig
@@ -23,7 +24,9 @@ def _free_port():
 
 
 def test_run_then_serve_over_http(ray_session, tmp_path):
-    spec = SyntheticSpec(num_users=800, items_per_domain=200, seed=11)
+    # Rated interactions, and alpha weighted by them: the DistGraph workers map every
+    # sampled edge back to its dataset weight.
+    spec = SyntheticSpec(num_users=800, items_per_domain=200, ratings=True, seed=11)
     logs = generate(spec)
     raw = tmp_path / "raw"
     write_logs(logs, str(raw))
@@ -31,7 +34,7 @@ def test_run_then_serve_over_http(ray_session, tmp_path):
     report = run(
         RunConfig(
             inputs=[str(raw)], source_domain="books", target_domain="movies", workdir=str(workdir),
-            workers=2, epochs=3, num_parts=1, model=ModelConfig(embedding_dim=32),
+            workers=2, epochs=3, num_parts=1, model=ModelConfig(embedding_dim=32, edge_weights="weight"),
         ),
         log=lambda *_: None,
     )
@@ -52,6 +55,11 @@ def test_run_then_serve_over_http(ray_session, tmp_path):
     assert (workdir / "reports" / "metrics.png").stat().st_size > 0
     epochs = sorted(p for p in os.listdir(workdir / "checkpoints" / "train") if p.startswith("epoch_"))
     assert epochs == ["epoch_0000", "epoch_0001", "epoch_0002"]
+    assert manifest["model"]["edge_weights"] == "weight"
+    dataset = Dataset.load(str(workdir / "dataset"))
+    for epoch in epochs:  # every checkpoint carries the id maps its rows belong to
+        saved = pd.read_parquet(workdir / "checkpoints" / "train" / epoch / "users.parquet")
+        pd.testing.assert_frame_equal(saved, dataset.users)
 
     from graphtrain.serve import app
 
@@ -59,7 +67,6 @@ def test_run_then_serve_over_http(ray_session, tmp_path):
     try:
         assert http_get_json(f"{base}/health")["status"] == "ok"
         cold_user = source_only_users(logs, "books", "movies")[0]
-        dataset = Dataset.load(str(workdir / "dataset"))
         warm_user = warm_test_user(dataset, "movies")
         answers = {}
         for user in (warm_user, cold_user, "nobody"):

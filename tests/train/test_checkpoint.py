@@ -39,3 +39,28 @@ def test_latest_json_names_the_best_and_the_last_epoch(tmp_path):
 def test_no_checkpoint_says_which_stage_makes_one(tmp_path):
     with pytest.raises(ArtifactError, match="graphtrain train"):
         checkpoint.resolve_uri(str(tmp_path))
+
+
+def _id_maps():
+    import pandas as pd
+
+    users = pd.DataFrame({"user_id": ["u0", "u1", "u2"], "user_idx": [0, 1, 2]})
+    items = pd.DataFrame({"domain": ["a", "a", "b", "b"], "item_id": ["x", "y", "x", "z"], "item_idx": [0, 1, 0, 1]})
+    return users, items
+
+
+def test_checkpoint_holds_the_id_maps_and_refuses_other_ids(tmp_path):
+    model = MigrationGNN(ModelConfig(embedding_dim=4), {"user": 3, "item@a": 2, "item@b": 2}, "a", "b")
+    users, items = _id_maps()
+    checkpoint.save(str(tmp_path), model, torch.optim.Adam(model.parameters()), 0, [], id_maps=(users, items))
+    assert (tmp_path / checkpoint.USERS).exists() and (tmp_path / checkpoint.ITEMS).exists()
+    # The same ids in another row order are the same maps.
+    checkpoint.check_id_maps(str(tmp_path), users.iloc[::-1], items.sample(frac=1.0, random_state=0), "ds")
+    swapped = users.assign(user_id=["u1", "u0", "u2"])
+    with pytest.raises(ArtifactError, match=r"map ids differently.*'user_id': 'u0'.*'user_id': 'u1'"):
+        checkpoint.check_id_maps(str(tmp_path), swapped, items, "ds")
+    with pytest.raises(ArtifactError, match="trained on 4 rows of items.parquet but ds has 3"):
+        checkpoint.check_id_maps(str(tmp_path), users, items.iloc[:3], "ds")
+    # Checkpoints written without id maps (in-process runs) have nothing to compare.
+    checkpoint.save(str(tmp_path / "plain"), model, torch.optim.Adam(model.parameters()), 0, [])
+    checkpoint.check_id_maps(str(tmp_path / "plain"), swapped, items, "ds")

@@ -7,8 +7,12 @@ For each graph, with the same batch size, fanouts and one negative per positive:
   ours_dist_Np    N graph-server partitions started by Ray actors, 2 Ray workers as
                   DistGraph clients sampling their shards at once (total seeds/s)
 Seeds are positive training edges. ratio = ours_dist_1p / dgl_inprocess.
+Partitions are METIS up to ``--metis-max-edges`` train edges and random above (METIS
+on the 1.29M-edge generated graph already peaked at 10.8 GB).
 
-    python bench/sampling.py [--graphs sport_cloth generated:2000000] [--batches 40]
+    python bench/sampling.py [--graphs sport_cloth generated:2000000 generated:15500000] [--batches 40]
+
+(the default graphs; generated:N is N log rows, about 0.65 N train edges).
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
-from bench.common import RESULTS, write_result  # noqa: E402
+from bench.common import RESULTS, PeakMemory, write_result  # noqa: E402
 
 SHARED = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "data", "disencdr")
 
@@ -140,13 +144,13 @@ def _dist_client(ip_config, partitions, dataset_uri, rank, world, fanouts, batch
         return time_sampler(sampler, _batches(dataset, rank, world, batch_size, count))
 
 
-def ours_dist(ray, dataset_uri, work, parts, fanouts, batch_size, count, clients=2) -> dict:
+def ours_dist(ray, dataset_uri, work, parts, method, fanouts, batch_size, count, clients=2) -> dict:
     from graphtrain.config import PartitionConfig
     from graphtrain.graph.partition import partition
     from graphtrain.graph.servers import GraphServerGroup
 
     out = os.path.join(work, f"partitions{parts}")
-    partition(PartitionConfig(dataset=dataset_uri, output=out, num_parts=parts, method="metis"))
+    partition(PartitionConfig(dataset=dataset_uri, output=out, num_parts=parts, method=method))
     client = ray.remote(num_cpus=1, max_calls=1)(_dist_client)
     with GraphServerGroup(out, parts, num_clients=clients) as group:
         results = ray.get(
@@ -156,15 +160,40 @@ def ours_dist(ray, dataset_uri, work, parts, fanouts, batch_size, count, clients
     return {"total": sum(per_client), "per_client": per_client}
 
 
+def measure(ray, graph: str, work: str, args) -> dict:
+    """One table row: every sampler on one graph."""
+    from graphtrain.data.dataset import Dataset
+
+    uri = build(graph, work)
+    dataset = Dataset.load(uri)
+    n_edges = int((dataset.edges["split"] == "train").sum())
+    common = (args.fanouts, args.batch_size, args.batches)
+    method = "metis" if n_edges <= args.metis_max_edges else "random"
+    row = {"graph": graph, "train_edges": n_edges, "partition_method": method}
+    row["dgl_inprocess"] = dgl_inprocess(dataset, *common)
+    row["ours_local"] = ours_local(dataset, *common)
+    del dataset  # the driver's copy; the clients load their own
+    for parts in (1, 2):
+        dist = ours_dist(ray, uri, work, parts, method, *common)
+        row[f"ours_dist_{parts}p"] = dist["total"]
+        row[f"ours_dist_{parts}p_per_client"] = dist["per_client"]
+    row["ratio_dist_1p"] = row["ours_dist_1p"] / row["dgl_inprocess"]
+    row["ratio_local"] = row["ours_local"] / row["dgl_inprocess"]
+    return row
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    default_graphs = ["sport_cloth", "generated:2000000"] if os.path.isdir(SHARED) else ["generated:2000000"]
+    default_graphs = ["generated:2000000", "generated:15500000"]  # ~1.3M and ~10M train edges
+    if os.path.isdir(SHARED):
+        default_graphs.insert(0, "sport_cloth")
     parser.add_argument("--graphs", nargs="+", default=default_graphs)
     parser.add_argument("--batch-size", type=int, default=1024)
     parser.add_argument("--fanouts", type=lambda t: tuple(int(x) for x in t.split(",")), default=(10, 10))
     parser.add_argument("--batches", type=int, default=40, help="batches timed per sampler")
+    parser.add_argument("--metis-max-edges", type=int, default=2_000_000, help="random partitions above this many train edges")
+    parser.add_argument("--name", default="sampling", help="results in bench/results/<name>.json")
     args = parser.parse_args(argv)
-    from graphtrain.data.dataset import Dataset
     from graphtrain.ray_env import ensure_ray
 
     ray = ensure_ray(num_cpus=2)
@@ -173,24 +202,15 @@ def main(argv=None) -> None:
         for graph in args.graphs:
             work = tempfile.mkdtemp(prefix="graphtrain-bench-sampling-")
             try:
-                uri = build(graph, work)
-                dataset = Dataset.load(uri)
-                n_edges = int((dataset.edges["split"] == "train").sum())
-                common = (args.fanouts, args.batch_size, args.batches)
-                row = {"graph": graph, "train_edges": n_edges}
-                row["dgl_inprocess"] = dgl_inprocess(dataset, *common)
-                row["ours_local"] = ours_local(dataset, *common)
-                for parts in (1, 2):
-                    dist = ours_dist(ray, uri, work, parts, *common)
-                    row[f"ours_dist_{parts}p"] = dist["total"]
-                    row[f"ours_dist_{parts}p_per_client"] = dist["per_client"]
-                row["ratio_dist_1p"] = row["ours_dist_1p"] / row["dgl_inprocess"]
-                row["ratio_local"] = row["ours_local"] / row["dgl_inprocess"]
+                with PeakMemory() as peak:
+                    row = measure(ray, graph, work, args)
+                row["peak_gib"] = peak.peak_gib  # this process and its descendants (Ray included)
                 rows.append(row)
                 print(
-                    f"{graph:<20} {n_edges:>10,} edges  seeds/s: dgl in-process {row['dgl_inprocess']:>9,.0f}"
-                    f"  ours local {row['ours_local']:>9,.0f}  ours dist 1p {row['ours_dist_1p']:>9,.0f}"
-                    f"  2p {row['ours_dist_2p']:>9,.0f}  ratio(dist 1p / dgl) {row['ratio_dist_1p']:.2f}",
+                    f"{graph:<20} {row['train_edges']:>10,} edges ({row['partition_method']})  seeds/s: dgl in-process "
+                    f"{row['dgl_inprocess']:>9,.0f}  ours local {row['ours_local']:>9,.0f}  ours dist 1p "
+                    f"{row['ours_dist_1p']:>9,.0f}  2p {row['ours_dist_2p']:>9,.0f}  ratio(dist 1p / dgl) "
+                    f"{row['ratio_dist_1p']:.2f}  peak {row['peak_gib']} GiB",
                     flush=True,
                 )
             finally:
@@ -199,10 +219,10 @@ def main(argv=None) -> None:
         ray.shutdown()
     last = rows[-1]
     write_result(
-        "sampling", "seeds/s", last["ours_dist_1p"], last["dgl_inprocess"],
+        args.name, "seeds/s", last["ours_dist_1p"], last["dgl_inprocess"],
         {"rows": rows, "batch_size": args.batch_size, "fanouts": list(args.fanouts), "batches": args.batches, "clients": 2},
     )
-    print(f"wrote {os.path.join(RESULTS, 'sampling.json')}")
+    print(f"wrote {os.path.join(RESULTS, args.name + '.json')}")
 
 
 if __name__ == "__main__":

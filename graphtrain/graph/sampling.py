@@ -102,7 +102,10 @@ class DistGraphSource:
         return self.mapping.edges_to_dataset(etype, ids)
 
     def seed(self, value):
-        """Neighbours are drawn by the graph servers' own RNG; nothing to seed here."""
+        """Seed the draws made in this process: DGL samples the client's local partition
+        (a server on this host, in shared memory) in the client itself. Neighbours in
+        remote partitions are drawn by their servers' RNG, shared by all clients."""
+        self._dgl.seed(value)
 
 
 @dataclass(frozen=True)

@@ -124,3 +124,39 @@ def test_server_that_cannot_start_fails_fast_with_its_log(tmp_path):
             pass
     assert time.monotonic() - started < 60
     assert "exited with code" in str(err.value)
+
+
+def _sample_twice_with_seeds(ip_config, partitions, dataset_uri, seeds):
+    """Runs in a Ray worker: the sampled first layer of the same batches after each seed."""
+    from graphtrain.data.dataset import Dataset
+    from graphtrain.graph.client import dist_graph_client
+    from graphtrain.graph.sampling import EdgeBatch, EdgeBatchSampler
+    from graphtrain.train.loop import TrainEdges
+
+    dataset = Dataset.load(dataset_uri)
+    shard = TrainEdges.from_dataset(dataset).shard(0, 1, epoch=0, seed=0)
+    runs = []
+    with dist_graph_client(ip_config, partitions) as source:
+        sampler = EdgeBatchSampler(source, dataset.domains, {d: dataset.num_items(d) for d in dataset.domains}, [3], 1)
+        for seed in seeds:
+            source.seed(seed)
+            drawn = []
+            for begin in range(0, 256, 64):
+                rows = slice(begin, begin + 64)
+                batch = EdgeBatch(shard.domain[rows], shard.users[rows], shard.items[rows], shard.edge_ids[rows])
+                mb = sampler.sample(batch, np.random.default_rng(0))
+                drawn += [mb.input_nodes[src_t][src].tolist() for (src_t, _, _), (src, _) in sorted(mb.layers[0].edges.items())]
+            runs.append(drawn)
+    return runs
+
+
+def test_seeding_the_client_repeats_its_local_partitions_draws(ray_session, tiny_dataset_uri, tmp_path):
+    """One partition on this host: DGL samples it inside the client, so the client's
+    seed fixes the neighbours (what lets a resumed Ray run redraw an epoch)."""
+    parts = str(tmp_path / "partitions")
+    partition(PartitionConfig(dataset=tiny_dataset_uri, output=parts, num_parts=1, method="random"))
+    client = ray_session.remote(num_cpus=1, max_calls=1)(_sample_twice_with_seeds)
+    with GraphServerGroup(parts, 1, num_clients=1) as group:
+        first, again, other = ray_session.get(client.remote(group.ip_config, parts, tiny_dataset_uri, [7, 7, 8]), timeout=120)
+    assert first == again
+    assert first != other

@@ -8,6 +8,7 @@ import sys
 import time
 
 import pytest
+import torch
 
 from graphtrain.config import ModelConfig, PartitionConfig, TrainConfig
 from graphtrain.graph.partition import partition
@@ -30,6 +31,7 @@ def test_killed_run_resumes_at_the_next_epoch(ray_session, tiny_dataset_uri, tmp
         "train", "--dataset", tiny_dataset_uri, "--partitions", parts, "--output", str(out),
         "--source-domain", "books", "--target-domain", "movies", "--workers", "2", "--epochs", "200", "--batch-size", "256",
         "--patience", "0",  # no early stop: this test is about resuming
+        "--lr-schedule", "constant",  # cosine depends on --epochs, which the rerun changes
     ]
     # A second driver joins the session's Ray instance, as `ray job submit` would.
     env = {**os.environ, "RAY_ADDRESS": ray_session.get_runtime_context().gcs_address}
@@ -54,12 +56,13 @@ def test_killed_run_resumes_at_the_next_epoch(ray_session, tiny_dataset_uri, tmp
             before[epoch] = json.load(f)["history"]
     time.sleep(5)  # Ray cleans up the dead driver's actors (train workers, graph servers)
 
-    result = train(
-        TrainConfig(
-            dataset=tiny_dataset_uri, partitions=parts, output=str(out), source_domain="books", target_domain="movies",
-            model=ModelConfig(), workers=2, epochs=last + 3, batch_size=256, patience=0,
+    def config(output):
+        return TrainConfig(
+            dataset=tiny_dataset_uri, partitions=parts, output=str(output), source_domain="books", target_domain="movies",
+            model=ModelConfig(), workers=2, epochs=last + 3, batch_size=256, patience=0, lr_schedule="constant",
         )
-    )
+
+    result = train(config(out))
     assert result["last_checkpoint"].endswith(f"epoch_{last + 2:04d}")
     with open(os.path.join(result["last_checkpoint"], "state.json")) as f:
         history = json.load(f)["history"]
@@ -69,3 +72,10 @@ def test_killed_run_resumes_at_the_next_epoch(ray_session, tiny_dataset_uri, tmp
     # Either way those epochs come back exactly as the killed run recorded them.
     restored = max(k for k in before if history[: k + 1] == before[k])
     assert restored >= last - 1 >= 1
+    # Every epoch reseeds from (seed, epoch, rank), and with one partition the workers
+    # draw neighbours in-process: the resumed run ends bitwise where a straight one does.
+    straight = train(config(tmp_path / "straight"))
+    resumed_weights = torch.load(os.path.join(result["last_checkpoint"], "model.pt"), weights_only=True)
+    straight_weights = torch.load(os.path.join(straight["last_checkpoint"], "model.pt"), weights_only=True)
+    assert resumed_weights.keys() == straight_weights.keys()
+    assert all(torch.equal(resumed_weights[k], straight_weights[k]) for k in straight_weights)

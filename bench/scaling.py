@@ -51,8 +51,8 @@ def main(argv=None) -> None:
     try:
         uri = build(args.graph, work)
         common = (args.fanouts, args.batch_size, args.batches)
-        one = ours_dist(ray, uri, work, 1, *common, clients=1)
-        two = ours_dist(ray, uri, work, 2, *common, clients=2)
+        one = ours_dist(ray, uri, work, 1, "metis", *common, clients=1)
+        two = ours_dist(ray, uri, work, 2, "metis", *common, clients=2)
     finally:
         shutil.rmtree(work, ignore_errors=True)
         ray.shutdown()

@@ -253,6 +253,11 @@ class RunConfig:
         _positive("workers", self.workers)
         _positive("epochs", self.epochs)
         _positive("num_parts", self.num_parts)
+        if self.partition_method not in PARTITION_METHODS:
+            raise ConfigError("partition_method", self.partition_method, f"use one of {PARTITION_METHODS}")
+        _fraction("cold_start_fraction", self.cold_start_fraction)
+        # The training fields are checked now, not after ingest and partitioning have run.
+        self.train_config(dataset="dataset", partitions="partitions", output="checkpoints")
 
     def train_config(self, dataset: str, partitions: str, output: str) -> TrainConfig:
         """The train stage's config: every field RunConfig shares with TrainConfig, by name."""

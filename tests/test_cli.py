@@ -44,3 +44,12 @@ def test_missing_artifact_says_which_stage_makes_it(tmp_path, capsys):
     code = main(["export", "--dataset", str(tmp_path / "none"), "--checkpoint", str(tmp_path), "--output", str(tmp_path / "m")])
     assert code == 2
     assert "graphtrain ingest" in capsys.readouterr().err
+
+
+def test_run_rejects_a_bad_training_flag_before_any_stage_runs(tmp_path, capsys):
+    workdir = tmp_path / "work"
+    code = main(["run", "--input", str(tmp_path / "logs"), "--source-domain", "books", "--target-domain", "movies",
+                 "--workdir", str(workdir), "--learning-rate", "-1"])
+    assert code == 2
+    assert "learning_rate=-1" in capsys.readouterr().err
+    assert not workdir.exists()  # nothing was ingested

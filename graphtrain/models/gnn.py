@@ -7,9 +7,9 @@ Layer, for every node type t::
 alpha_ij is the random-walk degree normalisation 1/|N_r(i)| per relation r, which the
 sampled mini-batch estimates without bias, so sampled training and full-graph
 inference compute the same function. With ``edge_weights`` set, alpha_ij is
-w_ij / sum_j w_ij from the interaction weights (:mod:`graphtrain.models.alpha`). ``lightgcn=True`` is W = I, sigma = identity.
-A node's final representation is the mean of its layer outputs (LightGCN's
-layer combination).
+w_ij / sum_j w_ij from the interaction weights (:mod:`graphtrain.models.alpha`).
+``lightgcn=True`` is W = I, sigma = identity. A node's final representation is the
+mean of its layer outputs (LightGCN's layer combination).
 
 Users are shared by all domains. For the target domain, a user's representation
 adds a transfer term T(m_u), where m_u is the user's mean message from

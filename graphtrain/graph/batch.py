@@ -9,6 +9,7 @@ output nodes are a prefix of every layer's nodes.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Callable
 
 import torch
 
@@ -24,10 +25,9 @@ class LayerEdges:
     num_dst: dict[str, int]
     weights: dict[Etype, torch.Tensor] = field(default_factory=dict)
 
-    def to(self, device) -> "LayerEdges":
-        moved = {et: (s.to(device, non_blocking=True), d.to(device, non_blocking=True)) for et, (s, d) in self.edges.items()}
-        weights = {et: w.to(device, non_blocking=True) for et, w in self.weights.items()}
-        return LayerEdges(moved, self.num_dst, weights)
+    def apply(self, fn: Callable[[torch.Tensor], torch.Tensor]) -> "LayerEdges":
+        edges = {et: (fn(s), fn(d)) for et, (s, d) in self.edges.items()}
+        return LayerEdges(edges, self.num_dst, {et: fn(w) for et, w in self.weights.items()})
 
 
 @dataclass
@@ -39,8 +39,8 @@ class DomainPairs:
     pos_items: torch.Tensor
     neg_items: torch.Tensor  # [num_pairs, num_negatives]
 
-    def to(self, device) -> "DomainPairs":
-        return DomainPairs(*(t.to(device, non_blocking=True) for t in (self.users, self.pos_items, self.neg_items)))
+    def apply(self, fn: Callable[[torch.Tensor], torch.Tensor]) -> "DomainPairs":
+        return DomainPairs(fn(self.users), fn(self.pos_items), fn(self.neg_items))
 
 
 @dataclass
@@ -53,9 +53,17 @@ class MiniBatch:
     def num_seeds(self) -> int:
         return sum(len(p.users) for p in self.pairs.values())
 
-    def to(self, device) -> "MiniBatch":
+    def apply(self, fn: Callable[[torch.Tensor], torch.Tensor]) -> "MiniBatch":
+        """A batch of ``fn`` applied to every tensor."""
         return MiniBatch(
-            {nt: ids.to(device, non_blocking=True) for nt, ids in self.input_nodes.items()},
-            [layer.to(device) for layer in self.layers],
-            {d: p.to(device) for d, p in self.pairs.items()},
+            {nt: fn(ids) for nt, ids in self.input_nodes.items()},
+            [layer.apply(fn) for layer in self.layers],
+            {d: p.apply(fn) for d, p in self.pairs.items()},
         )
+
+    def to(self, device: torch.device) -> "MiniBatch":
+        """On ``device``. For a GPU, the tensors are pinned first, so the copies are
+        asynchronous (``non_blocking`` from pageable memory would block)."""
+        if device.type == "cpu":
+            return self
+        return self.apply(torch.Tensor.pin_memory).apply(lambda t: t.to(device, non_blocking=True))

@@ -26,4 +26,5 @@ def embed(model: MigrationGNN, dataset: Dataset) -> dict[str, dict[str, torch.Te
     """User representations per scoring domain and item representations per domain."""
     model.eval()
     device = model.device_anchor.device
-    return model.embed([layer.to(device) for layer in full_graph_layers(dataset, model.config.num_layers, model.config.edge_weights)])
+    layers = full_graph_layers(dataset, model.config.num_layers, model.config.edge_weights)
+    return model.embed([layer.apply(lambda t: t.to(device)) for layer in layers])

@@ -92,3 +92,21 @@ def test_popularity_negatives_follow_the_weights(tiny_dataset):
     assert abs((drawn == 7).mean() - 0.75) < 0.03
     uniform = EdgeBatchSampler(source, tiny_dataset.domains, num_items, (5, 5), 1)
     assert len(np.unique(uniform.draw_negatives("movies", (4000, 1), np.random.default_rng(0)))) > 100
+
+
+def test_batch_apply_reaches_every_tensor(tiny_dataset):
+    """What moving a batch to a GPU (pinned, non-blocking) relies on; on CPU it stays put."""
+    source = LocalGraphSource(train_graph(tiny_dataset))
+    num_items = {d: tiny_dataset.num_items(d) for d in tiny_dataset.domains}
+    weights = {d: np.ones(len(tiny_dataset.split_edges("train", d)[0]), dtype=np.float32) for d in tiny_dataset.domains}
+    sampler = EdgeBatchSampler(source, tiny_dataset.domains, num_items, [3, 3], 2, edge_weights=weights)
+    mb = sampler.sample(_first_batch(tiny_dataset), np.random.default_rng(0))
+    seen = []
+    doubled = mb.apply(lambda t: seen.append(t) or t * 2)
+    # ids per node type; src, dst and weight per edge type and layer; three per domain's pairs
+    expected = len(mb.input_nodes) + sum(3 * len(layer.edges) for layer in mb.layers) + 3 * len(mb.pairs)
+    assert len(seen) == expected and all(layer.weights.keys() == layer.edges.keys() for layer in mb.layers)
+    assert torch.equal(doubled.pairs["movies"].neg_items, 2 * mb.pairs["movies"].neg_items)
+    etype = next(iter(mb.layers[0].weights))
+    assert torch.equal(doubled.layers[0].weights[etype], 2 * mb.layers[0].weights[etype])
+    assert mb.to(torch.device("cpu")) is mb

@@ -64,3 +64,21 @@ def test_checkpoint_holds_the_id_maps_and_refuses_other_ids(tmp_path):
     # Checkpoints written without id maps (in-process runs) have nothing to compare.
     checkpoint.save(str(tmp_path / "plain"), model, torch.optim.Adam(model.parameters()), 0, [])
     checkpoint.check_id_maps(str(tmp_path / "plain"), swapped, items, "ds")
+
+
+def test_export_refuses_a_dataset_with_other_ids_and_takes_the_matching_one(tiny_dataset_uri, tiny_dataset, tmp_path, capsys):
+    from graphtrain.cli import main
+
+    model = MigrationGNN(ModelConfig(embedding_dim=4), tiny_dataset.num_nodes, "books", "movies")
+    optimizer = torch.optim.Adam(model.parameters())
+    reordered = tiny_dataset.users.assign(user_id=tiny_dataset.users["user_id"].to_numpy()[::-1])
+    other = tmp_path / "other_ids"
+    checkpoint.save(str(other), model, optimizer, 0, [{"epoch": 0, "epoch_seconds": 1.0}], id_maps=(reordered, tiny_dataset.items))
+    assert main(["export", "--dataset", tiny_dataset_uri, "--checkpoint", str(other), "--output", str(tmp_path / "m1")]) == 2
+    assert "map ids differently" in capsys.readouterr().err
+    assert not (tmp_path / "m1").exists()
+
+    same = tmp_path / "same_ids"
+    checkpoint.save(str(same), model, optimizer, 0, [{"epoch": 0, "epoch_seconds": 1.0}], id_maps=(tiny_dataset.users, tiny_dataset.items))
+    assert main(["export", "--dataset", tiny_dataset_uri, "--checkpoint", str(same), "--output", str(tmp_path / "m2")]) == 0
+    assert (tmp_path / "m2" / "_SUCCESS").exists()

@@ -116,10 +116,13 @@ class Dataset:
 
     def train_edge_weights(self, domain: str) -> np.ndarray:
         """float32 ``weight`` of the domain's train edges, in train-edge order."""
-        rows = self.edges[(self.edges["split"] == "train") & (self.edges["domain"] == domain)]
-        return rows["weight"].to_numpy(np.float32)
+        return self._rows("train", domain)["weight"].to_numpy(np.float32)
 
     def split_edges(self, split: str, domain: str) -> tuple[np.ndarray, np.ndarray]:
         """(user_idx, item_idx) of one split in one domain."""
-        rows = self.edges[(self.edges["split"] == split) & (self.edges["domain"] == domain)]
+        rows = self._rows(split, domain)
         return rows["user_idx"].to_numpy(np.int64), rows["item_idx"].to_numpy(np.int64)
+
+    def _rows(self, split: str, domain: str) -> pd.DataFrame:
+        """One split of one domain, in edge order (the order every per-edge array uses)."""
+        return self.edges[(self.edges["split"] == split) & (self.edges["domain"] == domain)]

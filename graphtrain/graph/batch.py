@@ -66,4 +66,4 @@ class MiniBatch:
         asynchronous (``non_blocking`` from pageable memory would block)."""
         if device.type == "cpu":
             return self
-        return self.apply(torch.Tensor.pin_memory).apply(lambda t: t.to(device, non_blocking=True))
+        return self.apply(lambda t: t.pin_memory().to(device, non_blocking=True))

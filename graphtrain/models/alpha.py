@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from graphtrain.config import EDGE_WEIGHTS
 from graphtrain.data.dataset import Dataset
 
 
@@ -24,4 +25,4 @@ def edge_alpha(dataset: Dataset, mode: str) -> dict[str, np.ndarray] | None:
         return {d: np.log1p(w).astype(np.float32) for d, w in weights.items()}
     if mode == "weight":
         return weights
-    raise ValueError(f"edge_weights={mode!r}: use 'none', 'weight' or 'log1p'")
+    raise ValueError(f"edge_weights={mode!r}: use one of {EDGE_WEIGHTS}")

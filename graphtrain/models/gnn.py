@@ -180,7 +180,6 @@ class MigrationGNN(nn.Module):
             return self.augment_users(final_users)
         return self.augment_users(final_users + self.transfer(source_message))
 
-
     @staticmethod
     def score(users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         """Dot-product scores; broadcasts [n, d] x [n, k, d] -> [n, k] or pairs [n, d] x [n, d] -> [n]."""

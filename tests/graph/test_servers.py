@@ -11,6 +11,17 @@ from graphtrain.graph.servers import GraphServerGroup
 pytestmark = pytest.mark.usefixtures("ray_session")
 
 
+def _first_batches(dataset, count=4, size=64):
+    """The first ``count`` batches of epoch 0's single shard of train edges."""
+    from graphtrain.graph.sampling import EdgeBatch
+    from graphtrain.train.loop import TrainEdges
+
+    shard = TrainEdges.from_dataset(dataset).shard(0, 1, epoch=0, seed=0)
+    for begin in range(0, count * size, size):
+        rows = slice(begin, begin + size)
+        yield EdgeBatch(shard.domain[rows], shard.users[rows], shard.items[rows], shard.edge_ids[rows])
+
+
 def _sample_through_servers(ip_config, partitions, dataset_uri):
     """Runs in a fresh Ray worker process: sample neighbourhoods of 256 train edges.
 
@@ -19,9 +30,8 @@ def _sample_through_servers(ip_config, partitions, dataset_uri):
     sampler mapped the partition's edge ids back to the right dataset edge."""
     from graphtrain.data.dataset import Dataset
     from graphtrain.graph.client import dist_graph_client
-    from graphtrain.graph.names import USER
-    from graphtrain.graph.sampling import EdgeBatch, EdgeBatchSampler
-    from graphtrain.train.loop import TrainEdges
+    from graphtrain.graph.names import USER, etype_domain
+    from graphtrain.graph.sampling import EdgeBatchSampler
 
     dataset = Dataset.load(dataset_uri)
     found = []
@@ -31,20 +41,16 @@ def _sample_through_servers(ip_config, partitions, dataset_uri):
         sampler = EdgeBatchSampler(
             source, dataset.domains, num_items, fanouts=[4], num_negatives=1, edge_weights=edge_ids_as_weights
         )
-        edges = TrainEdges.from_dataset(dataset)
-        shard = edges.shard(0, 1, epoch=0, seed=0)
         rng = np.random.default_rng(0)
-        for begin in range(0, 256, 64):
-            rows = slice(begin, begin + 64)
-            mb = sampler.sample(EdgeBatch(shard.domain[rows], shard.users[rows], shard.items[rows], shard.edge_ids[rows]), rng)
+        for batch in _first_batches(dataset):
+            mb = sampler.sample(batch, rng)
             layer = mb.layers[0]
             for etype, (src, dst) in layer.edges.items():
                 src_t, _, dst_t = etype
                 s_ids = mb.input_nodes[src_t][src].numpy()
                 d_ids = mb.input_nodes[dst_t][dst].numpy()
                 users, items = (s_ids, d_ids) if src_t == USER else (d_ids, s_ids)
-                domain = (dst_t if src_t == USER else src_t).split("@")[1]
-                found += [(domain, int(u), int(i), int(w)) for u, i, w in zip(users, items, layer.weights[etype].numpy())]
+                found += [(etype_domain(etype), int(u), int(i), int(w)) for u, i, w in zip(users, items, layer.weights[etype].numpy())]
     return found
 
 
@@ -130,20 +136,16 @@ def _sample_twice_with_seeds(ip_config, partitions, dataset_uri, seeds):
     """Runs in a Ray worker: the sampled first layer of the same batches after each seed."""
     from graphtrain.data.dataset import Dataset
     from graphtrain.graph.client import dist_graph_client
-    from graphtrain.graph.sampling import EdgeBatch, EdgeBatchSampler
-    from graphtrain.train.loop import TrainEdges
+    from graphtrain.graph.sampling import EdgeBatchSampler
 
     dataset = Dataset.load(dataset_uri)
-    shard = TrainEdges.from_dataset(dataset).shard(0, 1, epoch=0, seed=0)
     runs = []
     with dist_graph_client(ip_config, partitions) as source:
         sampler = EdgeBatchSampler(source, dataset.domains, {d: dataset.num_items(d) for d in dataset.domains}, [3], 1)
         for seed in seeds:
             source.seed(seed)
             drawn = []
-            for begin in range(0, 256, 64):
-                rows = slice(begin, begin + 64)
-                batch = EdgeBatch(shard.domain[rows], shard.users[rows], shard.items[rows], shard.edge_ids[rows])
+            for batch in _first_batches(dataset):
                 mb = sampler.sample(batch, np.random.default_rng(0))
                 drawn += [mb.input_nodes[src_t][src].tolist() for (src_t, _, _), (src, _) in sorted(mb.layers[0].edges.items())]
             runs.append(drawn)

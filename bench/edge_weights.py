@@ -33,8 +33,6 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from bench.common import write_result  # noqa: E402
 from bench.quality import train_gnn  # noqa: E402
 
-MODES = ("none", "weight", "log1p")
-
 
 def main(argv=None) -> None:
     from graphtrain.config import EDGE_WEIGHTS, IngestConfig, ModelConfig, TrainConfig
@@ -48,7 +46,7 @@ def main(argv=None) -> None:
     parser.add_argument("--users", type=int, default=4000)
     parser.add_argument("--items", type=int, default=800, help="items per domain")
     parser.add_argument("--affinity", type=float, default=0.5, help="share of interactions inside the user's cluster")
-    parser.add_argument("--modes", nargs="+", default=list(MODES), choices=EDGE_WEIGHTS)
+    parser.add_argument("--modes", nargs="+", default=list(EDGE_WEIGHTS), choices=EDGE_WEIGHTS)
     parser.add_argument("--epochs", type=int, default=6)
     parser.add_argument("--patience", type=int, default=TrainConfig.patience)
     parser.add_argument("--learning-rate", type=float, default=TrainConfig.learning_rate)

@@ -132,16 +132,20 @@ def ours_local(dataset, fanouts, batch_size, count) -> float:
     return seeds / seconds
 
 
-def _dist_client(ip_config, partitions, dataset_uri, rank, world, fanouts, batch_size, count):
+def _dist_client(endpoints, partitions, dataset_uri, rank, world, fanouts, batch_size, count):
     from graphtrain.data.dataset import Dataset
     from graphtrain.graph.client import dist_graph_client
     from graphtrain.graph.sampling import EdgeBatchSampler
 
     dataset = Dataset.load(dataset_uri)
-    with dist_graph_client(ip_config, partitions) as source:
+    with dist_graph_client(endpoints, partitions) as source:
         num_items = {d: dataset.num_items(d) for d in dataset.domains}
         sampler = EdgeBatchSampler(source, dataset.domains, num_items, fanouts, 1)
-        return time_sampler(sampler, _batches(dataset, rank, world, batch_size, count))
+        batches = list(_batches(dataset, rank, world, batch_size, count))
+        source.graph.barrier()  # every client starts timing together: the totals are of concurrent work
+        started = time.time()
+        seeds, seconds = time_sampler(sampler, batches)
+        return {"seeds": seeds, "seconds": seconds, "started": started, "ended": started + seconds}
 
 
 def ours_dist(ray, dataset_uri, work, parts, method, fanouts, batch_size, count, clients=2) -> dict:
@@ -154,10 +158,13 @@ def ours_dist(ray, dataset_uri, work, parts, method, fanouts, batch_size, count,
     client = ray.remote(num_cpus=1, max_calls=1)(_dist_client)
     with GraphServerGroup(out, parts, num_clients=clients) as group:
         results = ray.get(
-            [client.remote(group.ip_config, out, dataset_uri, r, clients, fanouts, batch_size, count) for r in range(clients)]
+            [client.remote(group.endpoints, out, dataset_uri, r, clients, fanouts, batch_size, count) for r in range(clients)]
         )
-    per_client = [s / t for s, t in results]
-    return {"total": sum(per_client), "per_client": per_client}
+    per_client = [r["seeds"] / r["seconds"] for r in results]
+    # Total seeds over the wall-clock window from the first client's start to the last
+    # one's end (not a sum of rates, which would credit clients that ran alone).
+    window = max(r["ended"] for r in results) - min(r["started"] for r in results)
+    return {"total": sum(r["seeds"] for r in results) / window, "per_client": per_client}
 
 
 def measure(ray, graph: str, work: str, args) -> dict:

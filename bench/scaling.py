@@ -6,12 +6,16 @@ With the same graph, batch size and fanouts, in one run:
   one_node    1 partition (its graph server on one node) and 1 DistGraph client
   two_nodes   2 partitions (SPREAD: one graph server per node) and 2 clients, one per
               node (each node has one CPU, so Ray places one client on each)
-  efficiency  two_nodes total seeds/s / (2 x one_node seeds/s)
+  efficiency  two_nodes total seeds/s / (2 x one_node seeds/s), of the medians over
+              ``--repeats`` alternating runs (one short run moves by +-20 % here)
+
+Clients wait at a barrier and are timed over one common window. A client samples its
+own node's partition in-process (shared memory) and the other node's over RPC.
 
 Both nodes share this machine's cores, so two_nodes never has twice the hardware of
 one_node: read the efficiency as a lower bound for real machines.
 
-    python bench/scaling.py [--graph sport_cloth] [--batches 40]
+    python bench/scaling.py [--graph sport_cloth] [--batches 80] [--repeats 3]
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import statistics
 import sys
 import tempfile
 
@@ -35,7 +40,9 @@ def main(argv=None) -> None:
     parser.add_argument("--graph", default="sport_cloth" if os.path.isdir(SHARED) else "generated:500000")
     parser.add_argument("--batch-size", type=int, default=1024)
     parser.add_argument("--fanouts", type=lambda t: tuple(int(x) for x in t.split(",")), default=(10, 10))
-    parser.add_argument("--batches", type=int, default=40, help="batches timed per client")
+    parser.add_argument("--batches", type=int, default=80, help="batches timed per client")
+    parser.add_argument("--repeats", type=int, default=3, help="alternating one-node / two-node runs")
+    parser.add_argument("--name", default="scaling", help="results in bench/results/<name>.json")
     args = parser.parse_args(argv)
 
     from graphtrain.ray_env import _loopback_only
@@ -51,22 +58,27 @@ def main(argv=None) -> None:
     try:
         uri = build(args.graph, work)
         common = (args.fanouts, args.batch_size, args.batches)
-        one = ours_dist(ray, uri, work, 1, "metis", *common, clients=1)
-        two = ours_dist(ray, uri, work, 2, "metis", *common, clients=2)
+        ones, twos = [], []
+        for _ in range(args.repeats):
+            ones.append(ours_dist(ray, uri, work, 1, "metis", *common, clients=1))
+            twos.append(ours_dist(ray, uri, work, 2, "metis", *common, clients=2))
     finally:
         shutil.rmtree(work, ignore_errors=True)
         ray.shutdown()
         cluster.shutdown()
-    efficiency = two["total"] / (2 * one["total"])
+    one = statistics.median(r["total"] for r in ones)
+    two = statistics.median(r["total"] for r in twos)
+    for k, (a, b) in enumerate(zip(ones, twos)):
+        print(f"run {k}: one node {a['total']:,.0f} seeds/s; two nodes {b['total']:,.0f} "
+              f"({', '.join(f'{c:,.0f}' for c in b['per_client'])} per client); efficiency {b['total'] / (2 * a['total']):.2f}")
     print(
-        f"{args.graph}: seeds/s one node (1 partition, 1 client) {one['total']:,.0f}; "
-        f"two nodes (2 partitions, 2 clients) {two['total']:,.0f} "
-        f"({', '.join(f'{c:,.0f}' for c in two['per_client'])} per client); scaling efficiency {efficiency:.2f}"
+        f"{args.graph}: median seeds/s one node (1 partition, 1 client) {one:,.0f}; "
+        f"two nodes (2 partitions, 2 clients) {two:,.0f}; scaling efficiency {two / (2 * one):.2f}"
     )
     write_result(
-        "scaling", "seeds/s", two["total"], 2 * one["total"],
-        {"graph": args.graph, "one_node": one, "two_nodes": two, "batch_size": args.batch_size,
-         "fanouts": list(args.fanouts), "batches": args.batches, "nodes": 2, "cpus_per_node": 1},
+        args.name, "seeds/s", two, 2 * one,
+        {"graph": args.graph, "one_node_runs": ones, "two_nodes_runs": twos, "batch_size": args.batch_size,
+         "fanouts": list(args.fanouts), "batches": args.batches, "repeats": args.repeats, "nodes": 2, "cpus_per_node": 1},
     )
 
 

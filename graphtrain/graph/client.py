@@ -8,10 +8,11 @@ import tempfile
 from typing import Iterator
 
 from graphtrain import storage
+from graphtrain.errors import GraphServerError
 from graphtrain.graph.dgl_compat import import_dgl
 from graphtrain.graph.partition import PART_CONFIG, IdMapping, read_info
 from graphtrain.graph.sampling import DistGraphSource
-from graphtrain.graph.servers import shares_hosts
+from graphtrain.graph.servers import ServerEndpoints
 
 DGL_CLIENT_ENV = {
     "DGL_ROLE": "client",
@@ -23,29 +24,41 @@ DGL_CLIENT_ENV = {
 }
 
 
-@contextlib.contextmanager
-def dist_graph_client(ip_config: str, partitions_uri: str) -> Iterator[DistGraphSource]:
-    """Connect to the graph servers listed in ``ip_config`` (DGL's "ip port" lines).
+def _ray_node_id():
+    import ray
 
-    Every client of a server group must enter and leave together: leaving calls
-    ``exit_client``, a barrier across clients after which the servers shut down.
+    return ray.get_runtime_context().get_node_id() if ray.is_initialized() else None
+
+
+@contextlib.contextmanager
+def dist_graph_client(endpoints: ServerEndpoints, partitions_uri: str) -> Iterator[DistGraphSource]:
+    """Connect to the graph servers at ``endpoints``.
+
+    The partition served on this worker's Ray node, if any, is sampled in this
+    process from shared memory; the others over RPC. Every client of a server group
+    must enter and leave together: leaving calls ``exit_client``, a barrier across
+    clients after which the servers shut down.
     """
     os.environ.update(DGL_CLIENT_ENV)
     dgl = import_dgl()
     with tempfile.TemporaryDirectory(prefix="graphtrain-client-") as workdir:
         path = os.path.join(workdir, "ip_config.txt")
         with open(path, "w") as f:
-            f.write(ip_config)
+            f.write(endpoints.ip_config)
         dgl.distributed.initialize(path)
     try:
         partitions_dir = storage.materialize(partitions_uri)
-        graph_name = read_info(partitions_uri)["graph_name"]
-        book, co_located = None, shares_hosts(ip_config)
-        if co_located:
-            # Servers run without shared memory: take the partition book from the
-            # config; every neighbour request then goes over RPC.
-            book = dgl.distributed.load_partition_book(os.path.join(partitions_dir, PART_CONFIG), 0)[0]
-        graph = dgl.distributed.DistGraph(graph_name, gpb=book)
-        yield DistGraphSource(graph, IdMapping.load(partitions_dir), has_kvstore=not co_located)
+        local = endpoints.local_partition(_ray_node_id())
+        name = endpoints.shared_memory_name(read_info(partitions_uri)["graph_name"], local)
+        # Used when no local partition is in shared memory (a node without a server).
+        book = dgl.distributed.load_partition_book(os.path.join(partitions_dir, PART_CONFIG), 0)[0]
+        graph = dgl.distributed.DistGraph(name, gpb=book)
+        source = DistGraphSource(graph, IdMapping.load(partitions_dir), has_kvstore=not endpoints.co_located)
+        if source.local_partition != local:
+            raise GraphServerError(
+                f"the DistGraph client on the node of partition {local}'s server mapped partition "
+                f"{source.local_partition} from shared memory; is another run using graph name {name!r}?"
+            )
+        yield source
     finally:
         dgl.distributed.exit_client()

@@ -1,10 +1,11 @@
 """Mini-batch neighbourhoods as plain tensors.
 
-A :class:`GraphSource` answers neighbour-sampling requests: :class:`DistGraphSource`
-through DGL graph servers (``DistGraph``), :class:`LocalGraphSource` from an
-in-process DGL graph (tests, the GPU machine without Ray). :class:`EdgeBatchSampler`
-turns a batch of positive edges into a :class:`MiniBatch` the model consumes; the
-model never sees a DGL object.
+A :class:`GraphSource` answers neighbour-sampling requests with per-edge-type id
+arrays: :class:`DistGraphSource` through DGL graph servers (``DistGraph``),
+:class:`LocalGraphSource` from an in-process DGL graph (tests, the GPU machine
+without Ray). :class:`EdgeBatchSampler` turns a batch of positive edges into a
+:class:`MiniBatch` the model consumes; :class:`LayerIds` numbers each layer's nodes
+(DGL's ``to_block`` without building a graph). The model never sees a DGL object.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import torch
 
 from graphtrain.graph.batch import DomainPairs, Etype, LayerEdges, MiniBatch
 from graphtrain.graph.dgl_compat import import_dgl
+from graphtrain.graph.dist_neighbors import SampledEdges, sample_in_neighbors
 from graphtrain.graph.names import USER, etype_domain, forward_etype, item_type, reverse_etype
 
 
@@ -29,7 +31,10 @@ def _contains(sorted_values: np.ndarray, queries: np.ndarray) -> np.ndarray:
 class GraphSource(Protocol):
     """Where neighbours come from. Ids passed in and out are the graph's own."""
 
-    def sample_neighbors(self, seeds: dict[str, torch.Tensor], fanout: int): ...
+    def sample_neighbors(self, seeds: dict[str, np.ndarray], fanout: int) -> SampledEdges:
+        """Up to ``fanout`` in-edges per seed: per edge type, (src, dst, edge id) arrays."""
+
+    def num_nodes(self, ntype: str) -> int: ...
 
     def nodes_to_graph(self, ntype: str, ids: np.ndarray) -> np.ndarray: ...
 
@@ -55,7 +60,17 @@ class LocalGraphSource:
         self._dgl = import_dgl()
 
     def sample_neighbors(self, seeds, fanout):
-        return self._dgl.sampling.sample_neighbors(self.graph, seeds, fanout)
+        dgl = self._dgl
+        frontier = dgl.sampling.sample_neighbors(self.graph, {nt: torch.from_numpy(ids) for nt, ids in seeds.items()}, fanout)
+        sampled = {}
+        for etype in frontier.canonical_etypes:
+            if frontier.num_edges(etype):
+                src, dst = frontier.edges(etype=etype)
+                sampled[etype] = (src.numpy(), dst.numpy(), frontier.edges[etype].data[dgl.EID].numpy())
+        return sampled
+
+    def num_nodes(self, ntype):
+        return self.graph.num_nodes(ntype)
 
     def nodes_to_graph(self, ntype, ids):
         return ids
@@ -86,8 +101,19 @@ class DistGraphSource:
         self.has_kvstore = has_kvstore
         self._dgl = import_dgl()
 
+    @property
+    def local_partition(self) -> Optional[int]:
+        """The partition this process samples itself (its node's server's, from shared
+        memory), or None when every neighbour comes over RPC."""
+        if self.graph.local_partition is None:
+            return None
+        return int(self.graph.get_partition_book().partid)
+
     def sample_neighbors(self, seeds, fanout):
-        return self._dgl.distributed.sample_neighbors(self.graph, seeds, fanout)
+        return sample_in_neighbors(self.graph, seeds, fanout)
+
+    def num_nodes(self, ntype):
+        return self.graph.num_nodes(ntype)
 
     def nodes_to_graph(self, ntype, ids):
         return self.mapping.nodes_to_partition(ntype, ids)
@@ -103,9 +129,48 @@ class DistGraphSource:
 
     def seed(self, value):
         """Seed the draws made in this process: DGL samples the client's local partition
-        (a server on this host, in shared memory) in the client itself. Neighbours in
-        remote partitions are drawn by their servers' RNG, shared by all clients."""
+        (its Ray node's server's, in shared memory) in the client itself. Neighbours in
+        other partitions are drawn by their servers' RNG, shared by all clients."""
         self._dgl.seed(value)
+
+
+class LayerIds:
+    """Numbers one layer's nodes: DGL's ``to_block`` on id arrays.
+
+    A layer's destination nodes come first, in their given order, then every other
+    source node of the sampled edges once; edges become (source, destination) indices
+    into those lists. One lookup table per node type (graph id -> index, -1 when
+    unset) is kept across layers and reset after each, so a layer costs a few passes
+    over its edges and no sort.
+    """
+
+    def __init__(self, num_nodes: dict[str, int]):
+        self.tables = {nt: np.full(n, -1, dtype=np.int64) for nt, n in num_nodes.items()}
+
+    def number(self, dst_nodes: dict[str, np.ndarray], edges: dict[Etype, tuple[np.ndarray, np.ndarray]]):
+        """Returns (source nodes per type, local (src, dst) index arrays per edge type)."""
+        for nt, ids in dst_nodes.items():
+            self.tables[nt][ids] = np.arange(len(ids))
+        src_nodes = dict(dst_nodes)
+        for nt in {src_t for src_t, _, _ in edges}:
+            table = self.tables[nt]
+            candidates = np.concatenate([src for (src_t, _, _), (src, _) in edges.items() if src_t == nt])
+            new = candidates[table[candidates] < 0]
+            # Keep one occurrence per new node: after ``table[new] = position`` exactly
+            # one position of each node reads back its own value.
+            at = np.arange(len(new))
+            table[new] = at
+            new = new[table[new] == at]
+            known = dst_nodes.get(nt, new[:0])
+            table[new] = len(known) + np.arange(len(new))
+            src_nodes[nt] = np.concatenate([known, new])
+        local = {
+            (src_t, rel, dst_t): (self.tables[src_t][src], self.tables[dst_t][dst])
+            for (src_t, rel, dst_t), (src, dst) in edges.items()
+        }
+        for nt, ids in src_nodes.items():
+            self.tables[nt][ids] = -1
+        return src_nodes, local
 
 
 @dataclass(frozen=True)
@@ -150,7 +215,8 @@ class EdgeBatchSampler:
             if len(cdf) != self.num_items[domain] or not cdf[-1] > 0:
                 raise ValueError(f"negative_weights[{domain!r}]: need {self.num_items[domain]} weights with a positive sum")
             self._negative_cdf[domain] = cdf / cdf[-1]
-        self._dgl = import_dgl()
+        self.node_types = [USER] + [item_type(d) for d in self.domains]
+        self.layer_ids = LayerIds({nt: source.num_nodes(nt) for nt in self.node_types})
 
     def draw_negatives(self, domain: str, shape: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
         cdf = self._negative_cdf.get(domain)
@@ -161,7 +227,7 @@ class EdgeBatchSampler:
     def sample(self, batch: EdgeBatch, rng: np.random.Generator) -> MiniBatch:
         seeds: dict[str, np.ndarray] = {USER: np.unique(batch.users)}
         negatives: dict[str, np.ndarray] = {}
-        exclude: dict[Etype, torch.Tensor] = {}
+        exclude: dict[Etype, np.ndarray] = {}
         for d_idx, domain in enumerate(self.domains):
             rows = batch.domain == d_idx
             if not rows.any():
@@ -171,7 +237,7 @@ class EdgeBatchSampler:
             seeds[item_type(domain)] = np.unique(np.concatenate([batch.items[rows], neg.ravel()]))
             eids = batch.edge_ids[rows]
             for etype in (forward_etype(domain), reverse_etype(domain)):
-                exclude[etype] = torch.from_numpy(self.source.edges_to_graph(etype, eids))
+                exclude[etype] = self.source.edges_to_graph(etype, eids)
         input_nodes, layers = self.neighbourhood(seeds, exclude)
         pairs = {}
         for d_idx, domain in enumerate(self.domains):
@@ -186,39 +252,31 @@ class EdgeBatchSampler:
             )
         return MiniBatch(input_nodes, layers, pairs)
 
-    def neighbourhood(self, seeds: dict[str, np.ndarray], exclude: dict[Etype, torch.Tensor]):
+    def neighbourhood(self, seeds: dict[str, np.ndarray], exclude: dict[Etype, np.ndarray]):
         """Sample layer by layer from the output nodes down; return (input node ids, layers)."""
-        dgl = self._dgl
-        frontier_nodes = {
-            nt: torch.from_numpy(self.source.nodes_to_graph(nt, ids)) for nt, ids in seeds.items()
-        }
-        banned = {etype: np.sort(ids.numpy()) for etype, ids in exclude.items() if len(ids)}
+        frontier_nodes = {nt: self.source.nodes_to_graph(nt, ids) for nt, ids in seeds.items()}
+        banned = {etype: np.sort(ids) for etype, ids in exclude.items() if len(ids)}
         layers: list[LayerEdges] = []
         for fanout in reversed(self.fanouts):
-            frontier = self.source.sample_neighbors(frontier_nodes, fanout)
-            block = dgl.to_block(frontier, frontier_nodes)
+            sampled = self.source.sample_neighbors(frontier_nodes, fanout)
             edges, weights = {}, {}
-            for etype in block.canonical_etypes:
-                if not block.num_edges(etype):
-                    continue
-                src, dst = block.edges(etype=etype)
-                if etype not in banned and self.edge_weights is None:
-                    edges[etype] = (src, dst)
-                    continue
-                # block EID -> frontier edge -> graph edge id
-                graph_eids = frontier.edges[etype].data[dgl.EID][block.edges[etype].data[dgl.EID]].numpy()
+            for etype, (src, dst, graph_eids) in sampled.items():
                 if etype in banned:
-                    # Drop the batch's own edges here rather than rebuilding the graph
-                    # (dgl.remove_edges per edge type was 40 % of sampling time).
+                    # The batch's own edges, dropped here rather than by rebuilding the graph.
                     keep = ~_contains(banned[etype], graph_eids)
                     src, dst, graph_eids = src[keep], dst[keep], graph_eids[keep]
+                if not len(src):
+                    continue
                 edges[etype] = (src, dst)
                 if self.edge_weights is not None:
                     dataset_eids = self.source.edges_to_dataset(etype, graph_eids)
                     weights[etype] = torch.from_numpy(self.edge_weights[etype_domain(etype)][dataset_eids])
-            layers.insert(0, LayerEdges(edges, {nt: block.num_dst_nodes(nt) for nt in block.dsttypes}, weights))
-            frontier_nodes = {nt: block.srcnodes[nt].data[dgl.NID] for nt in block.srctypes if block.num_src_nodes(nt)}
-        input_nodes = {
-            nt: torch.from_numpy(self.source.nodes_to_dataset(nt, ids.numpy())) for nt, ids in frontier_nodes.items()
-        }
+            src_nodes, local = self.layer_ids.number(frontier_nodes, edges)
+            layers.insert(0, LayerEdges(
+                {etype: (torch.from_numpy(s), torch.from_numpy(d)) for etype, (s, d) in local.items()},
+                {nt: len(frontier_nodes.get(nt, ())) for nt in self.node_types},
+                weights,
+            ))
+            frontier_nodes = {nt: ids for nt, ids in src_nodes.items() if len(ids)}
+        input_nodes = {nt: torch.from_numpy(self.source.nodes_to_dataset(nt, ids)) for nt, ids in frontier_nodes.items()}
         return input_nodes, layers

@@ -5,12 +5,18 @@ node, starts ``python -m graphtrain.graph.server_main`` as a child process (with
 ``DGL_ROLE=server`` and one OpenMP thread), watches it, and kills it when asked or
 when the actor itself dies (the child has PR_SET_PDEATHSIG). The driver uses
 :class:`GraphServerGroup` as a context manager: servers stop on success, on
-failure and on cancellation.
+failure and on cancellation. Clients get the group's :class:`ServerEndpoints`.
+
+Every server publishes its partition in shared memory, and a client on the same
+Ray node samples that partition in-process (DGL's fast path) and asks the other
+servers over RPC. DGL names the shared memory after the graph, so when several
+servers share a host (a simulated multi-node cluster) each gets its own name.
 """
 
 from __future__ import annotations
 
 import ctypes
+import json
 import os
 import shutil
 import signal
@@ -19,6 +25,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
+from typing import Optional
 
 from graphtrain import storage
 from graphtrain.errors import GraphServerError
@@ -43,10 +51,40 @@ def _free_port(ip: str) -> int:
         return sock.getsockname()[1]
 
 
-def shares_hosts(ip_config: str) -> bool:
-    """True when two partitions' servers run on one host (then no shared memory)."""
-    hosts = [line.split()[0] for line in ip_config.splitlines() if line.strip()]
-    return len(set(hosts)) < len(hosts)
+@dataclass(frozen=True)
+class ServerEndpoints:
+    """Where each partition's graph server listens, and on which Ray node.
+
+    ``addresses[p]`` is partition p's ``(ip, port)``, ``node_ids[p]`` its Ray node.
+    """
+
+    addresses: tuple[tuple[str, int], ...]
+    node_ids: tuple[str, ...]
+
+    @property
+    def ip_config(self) -> str:
+        """DGL's ip_config text: one "ip port" line per partition, in partition order."""
+        return "".join(f"{ip} {port}\n" for ip, port in self.addresses)
+
+    @property
+    def co_located(self) -> bool:
+        """Several servers on one host: their shared memory needs distinct names."""
+        hosts = [ip for ip, _ in self.addresses]
+        return len(set(hosts)) < len(hosts)
+
+    def local_partition(self, node_id: Optional[str]) -> Optional[int]:
+        """The partition served on ``node_id`` (the first, if several), else None.
+
+        Chosen by Ray node rather than by DGL's match of interface IPs, which takes
+        the first server on a shared host for every client there."""
+        return self.node_ids.index(node_id) if node_id in self.node_ids else None
+
+    def shared_memory_name(self, graph_name: str, partition_id: Optional[int]) -> str:
+        """The name partition ``partition_id``'s server publishes its shared memory under
+        (a name no server uses for ``None``: the client then has no local partition)."""
+        if partition_id is None:
+            return f"{graph_name}-nolocal"
+        return f"{graph_name}-part{partition_id}" if self.co_located else graph_name
 
 
 def node_ip() -> str:
@@ -71,16 +109,39 @@ class GraphServerActor:
         self.process: subprocess.Popen | None = None
         self.log_path = os.path.join(self.workdir, "server.log")
 
-    def reserve_address(self) -> tuple[str, int]:
+    def reserve_address(self) -> tuple[str, int, str]:
+        """(ip, free port, Ray node id) of this actor's node."""
+        import ray
+
         ip = node_ip()
         self.ip, self.port = ip, _free_port(ip)
-        return ip, self.port
+        return ip, self.port, ray.get_runtime_context().get_node_id()
 
-    def start(self, ip_config: str, num_clients: int, timeout_s: float = START_TIMEOUT_S) -> str:
+    def _partition_config(self, endpoints: ServerEndpoints) -> str:
+        """DGL's partition config, renamed to this partition's shared-memory name when
+        servers share a host (DGL reads the name from the config)."""
+        original = os.path.join(self.partitions_dir, PART_CONFIG)
+        if not endpoints.co_located:
+            return original
+        try:
+            with open(original) as f:
+                config = json.load(f)
+        except (OSError, ValueError) as err:
+            raise GraphServerError(f"graph server {self.partition_id}: cannot read the partition config {original}: {err}") from err
+        config["graph_name"] = endpoints.shared_memory_name(config["graph_name"], self.partition_id)
+        for key, files in config.items():  # part files are relative to the config's folder
+            if key.startswith("part-"):
+                config[key] = {field: os.path.join(self.partitions_dir, path) for field, path in files.items()}
+        renamed = os.path.join(self.workdir, PART_CONFIG)
+        with open(renamed, "w") as f:
+            json.dump(config, f)
+        return renamed
+
+    def start(self, endpoints: ServerEndpoints, num_clients: int, timeout_s: float = START_TIMEOUT_S) -> str:
         """Start the server and wait until it has loaded its partition."""
         config_path = os.path.join(self.workdir, "ip_config.txt")
         with open(config_path, "w") as f:
-            f.write(ip_config)
+            f.write(endpoints.ip_config)
         env = {
             **os.environ,
             **THREAD_ENV,
@@ -91,9 +152,8 @@ class GraphServerActor:
             "DGL_NUM_SERVER": "1",
             "DGL_NUM_CLIENT": str(num_clients),
             "DGL_IP_CONFIG": config_path,
-            "DGL_CONF_PATH": os.path.join(self.partitions_dir, PART_CONFIG),
+            "DGL_CONF_PATH": self._partition_config(endpoints),
             "DGL_GRAPH_FORMAT": "csc",
-            "GRAPHTRAIN_SHARED_MEM": "0" if shares_hosts(ip_config) else "1",
         }
         log = open(self.log_path, "w")
         self.process = subprocess.Popen(
@@ -150,10 +210,10 @@ class GraphServerActor:
 
 
 class GraphServerGroup:
-    """Start one server actor per partition; yields the DGL ``ip_config`` text.
+    """Start one server actor per partition.
 
     ``with GraphServerGroup(partitions_uri, num_parts, num_clients) as group:`` then
-    hand ``group.ip_config`` to the clients.
+    hand ``group.endpoints`` to the clients.
     """
 
     def __init__(self, partitions_uri: str, num_parts: int, num_clients: int):
@@ -162,7 +222,7 @@ class GraphServerGroup:
         self.num_clients = num_clients
         self.actors = []
         self.placement_group = None
-        self.ip_config = ""
+        self.endpoints: Optional[ServerEndpoints] = None
 
     def __enter__(self) -> "GraphServerGroup":
         import ray
@@ -183,9 +243,11 @@ class GraphServerGroup:
                 ).remote(p, self.partitions_uri)
                 for p in range(self.num_parts)
             ]
-            addresses = ray.get([a.reserve_address.remote() for a in self.actors])
-            self.ip_config = "".join(f"{ip} {port}\n" for ip, port in addresses)
-            ray.get([a.start.remote(self.ip_config, self.num_clients) for a in self.actors], timeout=START_TIMEOUT_S + 30)
+            reserved = ray.get([a.reserve_address.remote() for a in self.actors])
+            self.endpoints = ServerEndpoints(
+                addresses=tuple((ip, port) for ip, port, _ in reserved), node_ids=tuple(node for _, _, node in reserved)
+            )
+            ray.get([a.start.remote(self.endpoints, self.num_clients) for a in self.actors], timeout=START_TIMEOUT_S + 30)
         except BaseException:
             self.__exit__(None, None, None)
             raise

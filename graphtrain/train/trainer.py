@@ -34,7 +34,7 @@ def ray_train_loop(loop_config: dict) -> None:
     context = ray.train.get_context()
     rank, world_size = context.get_world_rank(), context.get_world_size()
 
-    with dist_graph_client(loop_config["ip_config"], config.partitions) as source:
+    with dist_graph_client(loop_config["endpoints"], config.partitions) as source:
         dataset = Dataset.load(config.dataset)
 
         def report(epoch, metrics, model, optimizer, history):
@@ -80,7 +80,7 @@ def train(config: TrainConfig) -> dict:
     with GraphServerGroup(config.partitions, parts, num_clients=config.workers) as servers:
         trainer = TorchTrainer(
             ray_train_loop,
-            train_loop_config={"config": config, "ip_config": servers.ip_config},
+            train_loop_config={"config": config, "endpoints": servers.endpoints},
             scaling_config=ScalingConfig(
                 num_workers=config.workers, use_gpu=config.gpu, resources_per_worker={"CPU": 1}
             ),

@@ -110,3 +110,22 @@ def test_batch_apply_reaches_every_tensor(tiny_dataset):
     etype = next(iter(mb.layers[0].weights))
     assert torch.equal(doubled.layers[0].weights[etype], 2 * mb.layers[0].weights[etype])
     assert mb.to(torch.device("cpu")) is mb
+
+
+def test_layer_ids_number_destinations_first_then_each_new_source_once():
+    from graphtrain.graph.sampling import LayerIds
+
+    ids = LayerIds({"u": 10, "i": 8})
+    dst = {"u": np.array([7, 2]), "i": np.array([5])}
+    edges = {
+        ("i", "rated_by", "u"): (np.array([3, 5, 3, 6]), np.array([7, 7, 2, 2])),
+        ("u", "rates", "i"): (np.array([9, 2, 9]), np.array([5, 5, 5])),
+    }
+    src_nodes, local = ids.number(dst, edges)
+    assert src_nodes["u"][:2].tolist() == [7, 2] and sorted(src_nodes["u"][2:].tolist()) == [9]
+    assert src_nodes["i"][:1].tolist() == [5] and sorted(src_nodes["i"][1:].tolist()) == [3, 6]
+    for (src_t, rel, dst_t), (src, dst_ids) in edges.items():
+        s, d = local[(src_t, rel, dst_t)]
+        assert src_nodes[src_t][s].tolist() == src.tolist()  # indices lead back to the same ids
+        assert dst[dst_t][d].tolist() == dst_ids.tolist()
+    assert all((t == -1).all() for t in ids.tables.values())  # reset for the next layer

@@ -22,12 +22,13 @@ def _first_batches(dataset, count=4, size=64):
         yield EdgeBatch(shard.domain[rows], shard.users[rows], shard.items[rows], shard.edge_ids[rows])
 
 
-def _sample_through_servers(ip_config, partitions, dataset_uri):
+def _sample_through_servers(endpoints, partitions, dataset_uri):
     """Runs in a fresh Ray worker process: sample neighbourhoods of 256 train edges.
 
     Returns (domain, user, item, weight) per sampled edge, where every train edge's
     alpha weight is set to its dataset edge id, so the weight shows whether the
-    sampler mapped the partition's edge ids back to the right dataset edge."""
+    sampler mapped the partition's edge ids back to the right dataset edge; and the
+    partition the client sampled in-process."""
     from graphtrain.data.dataset import Dataset
     from graphtrain.graph.client import dist_graph_client
     from graphtrain.graph.names import USER, etype_domain
@@ -35,7 +36,7 @@ def _sample_through_servers(ip_config, partitions, dataset_uri):
 
     dataset = Dataset.load(dataset_uri)
     found = []
-    with dist_graph_client(ip_config, partitions) as source:
+    with dist_graph_client(endpoints, partitions) as source:
         num_items = {d: dataset.num_items(d) for d in dataset.domains}
         edge_ids_as_weights = {d: np.arange(len(dataset.split_edges("train", d)[0]), dtype=np.float32) for d in dataset.domains}
         sampler = EdgeBatchSampler(
@@ -51,7 +52,8 @@ def _sample_through_servers(ip_config, partitions, dataset_uri):
                 d_ids = mb.input_nodes[dst_t][dst].numpy()
                 users, items = (s_ids, d_ids) if src_t == USER else (d_ids, s_ids)
                 found += [(etype_domain(etype), int(u), int(i), int(w)) for u, i, w in zip(users, items, layer.weights[etype].numpy())]
-    return found
+        local = source.local_partition
+    return found, local
 
 
 def _check_sampled(found, dataset):
@@ -72,10 +74,14 @@ def test_distgraph_samples_true_neighbours(ray_session, tiny_dataset_uri, tiny_d
     client = ray_session.remote(num_cpus=1, max_calls=1)(_sample_through_servers)
     with GraphServerGroup(parts, num_parts, num_clients=1) as group:
         assert all(h["running"] for h in group.health())
-        assert len(group.ip_config.splitlines()) == num_parts
-        assert all(line.startswith("127.0.0.1 ") for line in group.ip_config.splitlines())
-        found = ray_session.get(client.remote(group.ip_config, parts, tiny_dataset_uri), timeout=120)
+        assert len(group.endpoints.ip_config.splitlines()) == num_parts
+        assert all(line.startswith("127.0.0.1 ") for line in group.endpoints.ip_config.splitlines())
+        assert group.endpoints.co_located == (num_parts > 1)
+        found, local = ray_session.get(client.remote(group.endpoints, parts, tiny_dataset_uri), timeout=120)
         pids = [h["pid"] for h in group.health()]
+    # One node serves every partition: the client samples the first in-process (from
+    # its server's shared memory, under a name of its own), the second over RPC.
+    assert local == 0
     _check_sampled(found, tiny_dataset)
     _assert_gone(pids)
 
@@ -100,7 +106,7 @@ def test_servers_read_partitions_from_s3(ray_session, tiny_dataset_uri, tiny_dat
         assert pafs.S3FileSystem(**options).get_file_info("parts-bucket/run/partitions/_SUCCESS").type == pafs.FileType.File
         client = ray_session.remote(num_cpus=1, max_calls=1, runtime_env=actor_runtime_env())(_sample_through_servers)
         with GraphServerGroup(parts, 1, num_clients=1) as group:
-            found = ray_session.get(client.remote(group.ip_config, parts, tiny_dataset_uri), timeout=120)
+            found, _ = ray_session.get(client.remote(group.endpoints, parts, tiny_dataset_uri), timeout=120)
     _check_sampled(found, tiny_dataset)
 
 
@@ -132,7 +138,7 @@ def test_server_that_cannot_start_fails_fast_with_its_log(tmp_path):
     assert "exited with code" in str(err.value)
 
 
-def _sample_twice_with_seeds(ip_config, partitions, dataset_uri, seeds):
+def _sample_twice_with_seeds(endpoints, partitions, dataset_uri, seeds):
     """Runs in a Ray worker: the sampled first layer of the same batches after each seed."""
     from graphtrain.data.dataset import Dataset
     from graphtrain.graph.client import dist_graph_client
@@ -140,7 +146,7 @@ def _sample_twice_with_seeds(ip_config, partitions, dataset_uri, seeds):
 
     dataset = Dataset.load(dataset_uri)
     runs = []
-    with dist_graph_client(ip_config, partitions) as source:
+    with dist_graph_client(endpoints, partitions) as source:
         sampler = EdgeBatchSampler(source, dataset.domains, {d: dataset.num_items(d) for d in dataset.domains}, [3], 1)
         for seed in seeds:
             source.seed(seed)
@@ -159,6 +165,21 @@ def test_seeding_the_client_repeats_its_local_partitions_draws(ray_session, tiny
     partition(PartitionConfig(dataset=tiny_dataset_uri, output=parts, num_parts=1, method="random"))
     client = ray_session.remote(num_cpus=1, max_calls=1)(_sample_twice_with_seeds)
     with GraphServerGroup(parts, 1, num_clients=1) as group:
-        first, again, other = ray_session.get(client.remote(group.ip_config, parts, tiny_dataset_uri, [7, 7, 8]), timeout=120)
+        first, again, other = ray_session.get(client.remote(group.endpoints, parts, tiny_dataset_uri, [7, 7, 8]), timeout=120)
     assert first == again
     assert first != other
+
+
+def test_endpoints_name_shared_memory_per_partition_only_when_servers_share_a_host():
+    from graphtrain.graph.servers import ServerEndpoints
+
+    spread = ServerEndpoints(addresses=(("10.0.0.1", 5000), ("10.0.0.2", 5000)), node_ids=("a", "b"))
+    assert spread.ip_config == "10.0.0.1 5000\n10.0.0.2 5000\n"
+    assert not spread.co_located
+    assert [spread.shared_memory_name("g", p) for p in (0, 1)] == ["g", "g"]  # one per host: DGL's own name
+    shared = ServerEndpoints(addresses=(("127.0.0.1", 5000), ("127.0.0.1", 5001)), node_ids=("a", "b"))
+    assert shared.co_located
+    assert [shared.shared_memory_name("g", p) for p in (0, 1)] == ["g-part0", "g-part1"]
+    # The local partition is the one served on the client's Ray node, not the first on its IP.
+    assert [shared.local_partition(n) for n in ("a", "b", "c", None)] == [0, 1, None, None]
+    assert shared.shared_memory_name("g", None) not in {"g", "g-part0", "g-part1"}

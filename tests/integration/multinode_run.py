@@ -16,7 +16,7 @@ import tempfile
 import numpy as np
 
 
-def sample_shard(ip_config, partitions, dataset_uri, rank, world):
+def sample_shard(endpoints, partitions, dataset_uri, rank, world):
     """One client: every batch of its epoch-0 shard; returns seeds and sampled edges."""
     import ray
 
@@ -29,7 +29,7 @@ def sample_shard(ip_config, partitions, dataset_uri, rank, world):
     dataset = Dataset.load(dataset_uri)
     shard = TrainEdges.from_dataset(dataset).shard(rank, world, epoch=0, seed=0)
     seeds, sampled = set(), set()
-    with dist_graph_client(ip_config, partitions) as source:
+    with dist_graph_client(endpoints, partitions) as source:
         num_items = {d: dataset.num_items(d) for d in dataset.domains}
         sampler = EdgeBatchSampler(source, dataset.domains, num_items, fanouts=[5, 5], num_negatives=1)
         rng = np.random.default_rng(rank)
@@ -45,7 +45,9 @@ def sample_shard(ip_config, partitions, dataset_uri, rank, world):
                 pairs = zip(s_ids, d_ids) if src_t == USER else zip(d_ids, s_ids)
                 domain = (dst_t if src_t == USER else src_t).split("@")[1]
                 sampled |= {(domain, int(u), int(i)) for u, i in pairs}
-    return {"node": ray.get_runtime_context().get_node_id(), "seeds": sorted(seeds), "sampled": sorted(sampled)}
+        local = source.local_partition
+    node = ray.get_runtime_context().get_node_id()
+    return {"node": node, "local_partition": local, "seeds": sorted(seeds), "sampled": sorted(sampled)}
 
 
 def main() -> None:
@@ -75,10 +77,10 @@ def main() -> None:
         partition(PartitionConfig(dataset=f"{work}/dataset", output=f"{work}/parts", num_parts=2, method="metis"))
         client = ray.remote(num_cpus=1, max_calls=1)(sample_shard)
         with GraphServerGroup(f"{work}/parts", 2, num_clients=2) as group:
-            server_nodes = [a._actor_id.hex() for a in group.actors]
+            server_nodes = group.endpoints.node_ids
             clients = ray.get(
                 [
-                    client.options(scheduling_strategy="SPREAD").remote(group.ip_config, f"{work}/parts", f"{work}/dataset", r, 2)
+                    client.options(scheduling_strategy="SPREAD").remote(group.endpoints, f"{work}/parts", f"{work}/dataset", r, 2)
                     for r in range(2)
                 ],
                 timeout=300,
@@ -101,7 +103,11 @@ def main() -> None:
                 {
                     "nodes": len(ray.nodes()),
                     "servers": len(server_nodes),
+                    "server_nodes": len(set(server_nodes)),
                     "client_nodes": len({c["node"] for c in clients}),
+                    # The partition each client sampled in-process, and the one its node serves.
+                    "local_partitions": [c["local_partition"] for c in clients],
+                    "node_partitions": [server_nodes.index(c["node"]) for c in clients],
                     "train_edges": len(truth),
                     "seed_count": len(all_seeds),
                     "distinct_seeds": len(set(all_seeds)),

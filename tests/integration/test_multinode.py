@@ -23,7 +23,11 @@ def test_two_nodes_two_partitions_two_workers():
     assert marked, done.stdout[-3000:] + done.stderr[-3000:]
     result = json.loads(marked[-1].split(" ", 1)[1])
     assert result["nodes"] == 2 and result["servers"] == 2
+    assert result["server_nodes"] == 2  # one graph server per node
     assert result["client_nodes"] == 2  # one DistGraph client per node
+    # Each client samples its own node's partition in-process, the other over RPC.
+    assert result["local_partitions"] == result["node_partitions"]
+    assert sorted(result["local_partitions"]) == [0, 1]
     # Every training edge is a seed exactly once per epoch across the two workers.
     assert result["distinct_seeds"] == result["train_edges"]
     assert result["seed_count"] - result["train_edges"] <= 1  # at most one padding edge per shard

@@ -1,0 +1,60 @@
+"""DGL's distributed ``sample_neighbors`` without building DGL graphs.
+
+``dgl.distributed.sample_neighbors`` merges the partitions' answers into one
+homogeneous DGL graph over every node, then rebuilds a heterograph from it: 40 % of
+a client's sampling time (profiled on sport_cloth). This does the same requests (the
+remote partitions' first, so servers sample while this process samples its own
+partition from shared memory) and returns plain per-edge-type id arrays instead.
+
+It uses ``dgl.distributed`` internals (``SamplingRequest``, ``send_requests_to_machine``,
+``recv_responses``, ``_sample_neighbors``) of DGL 2.1.0, the only DGL on PyPI;
+``tests/graph/test_servers.py`` checks every sampled edge against the graph.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from graphtrain.graph.batch import Etype
+
+SampledEdges = dict[Etype, tuple[np.ndarray, np.ndarray, np.ndarray]]  # (src, dst, edge id), per-type graph ids
+
+
+def sample_in_neighbors(dist_graph, seeds: dict[str, np.ndarray], fanout: int) -> SampledEdges:
+    """Up to ``fanout`` in-edges of every seed node, drawn uniformly without replacement."""
+    from dgl.distributed.graph_services import SamplingRequest, _sample_neighbors
+    from dgl.distributed.rpc import recv_responses, send_requests_to_machine
+
+    book = dist_graph.get_partition_book()
+    typed = [book.map_to_homo_nid(torch.from_numpy(ids), nt) for nt, ids in seeds.items() if len(ids)]
+    if not typed:
+        return {}
+    nodes = torch.cat(typed)
+    partition_of = book.nid2partid(nodes)
+    local_partition = book.partid if dist_graph.local_partition is not None else None
+    requests, local_nodes = [], None
+    for pid in range(book.num_partitions()):
+        ids = nodes[partition_of == pid]
+        if pid == local_partition:
+            local_nodes = ids
+        elif len(ids):
+            requests.append((pid, SamplingRequest(ids, fanout)))
+    pending = send_requests_to_machine(requests) if requests else None
+    answers = []
+    if local_nodes is not None and len(local_nodes):
+        answers.append(_sample_neighbors(False, dist_graph.local_partition, book, local_nodes, fanout))
+    if pending is not None:
+        answers.extend(recv_responses(pending))
+    src = torch.cat([a.global_src for a in answers])
+    dst = torch.cat([a.global_dst for a in answers])
+    etype_ids, eids = book.map_to_per_etype(torch.cat([a.global_eids for a in answers]))
+    _, src = book.map_to_per_ntype(src)
+    _, dst = book.map_to_per_ntype(dst)
+    src, dst, eids, etype_ids = src.numpy(), dst.numpy(), eids.numpy(), etype_ids.numpy()
+    sampled = {}
+    for etid, etype in enumerate(dist_graph.canonical_etypes):  # DGL's edge type ids follow this order
+        rows = etype_ids == etid
+        if rows.any():
+            sampled[etype] = (src[rows], dst[rows], eids[rows])
+    return sampled

@@ -22,12 +22,6 @@ from graphtrain.graph.dist_neighbors import SampledEdges, sample_in_neighbors
 from graphtrain.graph.names import USER, etype_domain, forward_etype, item_type, reverse_etype
 
 
-def _contains(sorted_values: np.ndarray, queries: np.ndarray) -> np.ndarray:
-    """Membership of ``queries`` in a small sorted array (binary search)."""
-    at = np.searchsorted(sorted_values, queries)
-    return sorted_values[np.minimum(at, len(sorted_values) - 1)] == queries
-
-
 class GraphSource(Protocol):
     """Where neighbours come from. Ids passed in and out are the graph's own."""
 
@@ -35,6 +29,8 @@ class GraphSource(Protocol):
         """Up to ``fanout`` in-edges per seed: per edge type, (src, dst, edge id) arrays."""
 
     def num_nodes(self, ntype: str) -> int: ...
+
+    def num_edges(self, etype: Etype) -> int: ...
 
     def nodes_to_graph(self, ntype: str, ids: np.ndarray) -> np.ndarray: ...
 
@@ -71,6 +67,9 @@ class LocalGraphSource:
 
     def num_nodes(self, ntype):
         return self.graph.num_nodes(ntype)
+
+    def num_edges(self, etype):
+        return self.graph.num_edges(etype)
 
     def nodes_to_graph(self, ntype, ids):
         return ids
@@ -114,6 +113,9 @@ class DistGraphSource:
 
     def num_nodes(self, ntype):
         return self.graph.num_nodes(ntype)
+
+    def num_edges(self, etype):
+        return self.graph.num_edges(etype)
 
     def nodes_to_graph(self, ntype, ids):
         return self.mapping.nodes_to_partition(ntype, ids)
@@ -217,6 +219,9 @@ class EdgeBatchSampler:
             self._negative_cdf[domain] = cdf / cdf[-1]
         self.node_types = [USER] + [item_type(d) for d in self.domains]
         self.layer_ids = LayerIds({nt: source.num_nodes(nt) for nt in self.node_types})
+        # The batch's own edges, marked by graph edge id while its neighbourhood is sampled.
+        etypes = [et for d in self.domains for et in (forward_etype(d), reverse_etype(d))]
+        self._excluded = {et: np.zeros(source.num_edges(et), dtype=bool) for et in etypes}
 
     def draw_negatives(self, domain: str, shape: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
         cdf = self._negative_cdf.get(domain)
@@ -254,17 +259,23 @@ class EdgeBatchSampler:
 
     def neighbourhood(self, seeds: dict[str, np.ndarray], exclude: dict[Etype, np.ndarray]):
         """Sample layer by layer from the output nodes down; return (input node ids, layers)."""
+        for etype, ids in exclude.items():
+            self._excluded[etype][ids] = True
+        try:
+            return self._sample_layers(seeds)
+        finally:
+            for etype, ids in exclude.items():
+                self._excluded[etype][ids] = False
+
+    def _sample_layers(self, seeds: dict[str, np.ndarray]):
         frontier_nodes = {nt: self.source.nodes_to_graph(nt, ids) for nt, ids in seeds.items()}
-        banned = {etype: np.sort(ids) for etype, ids in exclude.items() if len(ids)}
         layers: list[LayerEdges] = []
         for fanout in reversed(self.fanouts):
             sampled = self.source.sample_neighbors(frontier_nodes, fanout)
             edges, weights = {}, {}
             for etype, (src, dst, graph_eids) in sampled.items():
-                if etype in banned:
-                    # The batch's own edges, dropped here rather than by rebuilding the graph.
-                    keep = ~_contains(banned[etype], graph_eids)
-                    src, dst, graph_eids = src[keep], dst[keep], graph_eids[keep]
+                keep = ~self._excluded[etype][graph_eids]  # drop the batch's own edges
+                src, dst, graph_eids = src[keep], dst[keep], graph_eids[keep]
                 if not len(src):
                     continue
                 edges[etype] = (src, dst)

@@ -5,7 +5,10 @@ For each graph, with the same batch size, fanouts and one negative per positive:
                   as_edge_prediction_sampler, reverse edges excluded) in this process
   ours_local      graphtrain's EdgeBatchSampler on the same in-process graph
   ours_dist_Np    N graph-server partitions started by Ray actors, 2 Ray workers as
-                  DistGraph clients sampling their shards at once (total seeds/s)
+                  DistGraph clients sampling their (partition-aware) shards at once:
+                  total seeds over the window from the first start to the last end.
+                  On one machine both clients sample partition 0 in-process and ask
+                  partition 1's server over RPC.
 Seeds are positive training edges. ratio = ours_dist_1p / dgl_inprocess.
 Partitions are METIS up to ``--metis-max-edges`` train edges and random above (METIS
 on the 1.29M-edge generated graph already peaked at 10.8 GB).
@@ -78,14 +81,25 @@ def build(graph: str, work: str):
     return out
 
 
-def _batches(dataset, rank: int, world: int, batch_size: int, count: int):
+def _batches(dataset, rank: int, world: int, batch_size: int, count: int, source=None, rank_partitions=None):
+    """The first ``count`` batches of this rank's shards, epoch after epoch (full batches
+    only); partition-aware (as in training) when given a DistGraph ``source`` and the
+    partition each rank samples in-process."""
     from graphtrain.graph.sampling import EdgeBatch
-    from graphtrain.train.loop import TrainEdges
+    from graphtrain.train.loop import TrainEdges, edge_owners
 
-    shard = TrainEdges.from_dataset(dataset).shard(rank, world, epoch=0, seed=0)
-    for begin in range(0, min(len(shard.users), batch_size * count), batch_size):
-        rows = slice(begin, begin + batch_size)
-        yield EdgeBatch(shard.domain[rows], shard.users[rows], shard.items[rows], shard.edge_ids[rows])
+    edges = TrainEdges.from_dataset(dataset)
+    owners = edge_owners(edges, source) if source is not None else None
+    epoch = 0
+    while True:
+        shard = edges.shard(rank, world, epoch, 0, owners, rank_partitions)
+        for begin in range(0, len(shard.users) - batch_size + 1, batch_size):
+            if count == 0:
+                return
+            rows = slice(begin, begin + batch_size)
+            yield EdgeBatch(shard.domain[rows], shard.users[rows], shard.items[rows], shard.edge_ids[rows])
+            count -= 1
+        epoch += 1
 
 
 def time_sampler(sampler, batches) -> tuple[float, int]:
@@ -132,7 +146,7 @@ def ours_local(dataset, fanouts, batch_size, count) -> float:
     return seeds / seconds
 
 
-def _dist_client(endpoints, partitions, dataset_uri, rank, world, fanouts, batch_size, count):
+def _dist_client(endpoints, partitions, dataset_uri, rank, rank_partitions, fanouts, batch_size, count):
     from graphtrain.data.dataset import Dataset
     from graphtrain.graph.client import dist_graph_client
     from graphtrain.graph.sampling import EdgeBatchSampler
@@ -141,30 +155,60 @@ def _dist_client(endpoints, partitions, dataset_uri, rank, world, fanouts, batch
     with dist_graph_client(endpoints, partitions) as source:
         num_items = {d: dataset.num_items(d) for d in dataset.domains}
         sampler = EdgeBatchSampler(source, dataset.domains, num_items, fanouts, 1)
-        batches = list(_batches(dataset, rank, world, batch_size, count))
+        if source.local_partition != rank_partitions[rank]:
+            raise RuntimeError(f"client {rank} samples partition {source.local_partition}, not {rank_partitions[rank]}")
+        batches = list(_batches(dataset, rank, len(rank_partitions), batch_size, count, source, rank_partitions))
         source.graph.barrier()  # every client starts timing together: the totals are of concurrent work
-        started = time.time()
+        started, cpu = time.time(), time.process_time()
         seeds, seconds = time_sampler(sampler, batches)
-        return {"seeds": seeds, "seconds": seconds, "started": started, "ended": started + seconds}
+        cpu = time.process_time() - cpu  # every thread of this process, DGL's RPC threads included
+        return {"seeds": seeds, "seconds": seconds, "cpu_seconds": cpu, "started": started, "ended": started + seconds}
 
 
 def ours_dist(ray, dataset_uri, work, parts, method, fanouts, batch_size, count, clients=2) -> dict:
     from graphtrain.config import PartitionConfig
     from graphtrain.graph.partition import partition
     from graphtrain.graph.servers import GraphServerGroup
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     out = os.path.join(work, f"partitions{parts}")
     partition(PartitionConfig(dataset=dataset_uri, output=out, num_parts=parts, method=method))
     client = ray.remote(num_cpus=1, max_calls=1)(_dist_client)
     with GraphServerGroup(out, parts, num_clients=clients) as group:
-        results = ray.get(
-            [client.remote(group.endpoints, out, dataset_uri, r, clients, fanouts, batch_size, count) for r in range(clients)]
-        )
+        # Client r runs on partition (r mod parts)'s node, as a train worker would.
+        nodes = [group.endpoints.node_ids[r % parts] for r in range(clients)]
+        rank_partitions = [group.endpoints.local_partition(node) for node in nodes]
+        servers_cpu = _cpu_seconds([h["pid"] for h in group.health()])
+        results = ray.get([
+            client.options(scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False)).remote(
+                group.endpoints, out, dataset_uri, r, rank_partitions, fanouts, batch_size, count
+            )
+            for r, node in enumerate(nodes)
+        ])
+        servers_cpu = _cpu_seconds([h["pid"] for h in group.health()]) - servers_cpu
     per_client = [r["seeds"] / r["seconds"] for r in results]
     # Total seeds over the wall-clock window from the first client's start to the last
     # one's end (not a sum of rates, which would credit clients that ran alone).
     window = max(r["ended"] for r in results) - min(r["started"] for r in results)
-    return {"total": sum(r["seeds"] for r in results) / window, "per_client": per_client}
+    return {
+        "total": sum(r["seeds"] for r in results) / window, "per_client": per_client,
+        "client_cpu_share": [r["cpu_seconds"] / r["seconds"] for r in results],  # CPU seconds per wall second
+        # The servers' CPU over the clients' whole lives (loading included), per timed second.
+        "servers_cpu_seconds": servers_cpu, "window_seconds": window,
+    }
+
+
+def _cpu_seconds(pids) -> float:
+    """User + system CPU seconds of processes on this machine (the simulated nodes' servers)."""
+    total = 0.0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
 
 
 def measure(ray, graph: str, work: str, args) -> dict:

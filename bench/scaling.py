@@ -9,13 +9,14 @@ With the same graph, batch size and fanouts, in one run:
   efficiency  two_nodes total seeds/s / (2 x one_node seeds/s), of the medians over
               ``--repeats`` alternating runs (one short run moves by +-20 % here)
 
-Clients wait at a barrier and are timed over one common window. A client samples its
+Clients wait at a barrier and are timed over one common window. As in training, a
+client's shard is partition-aware (its own partition's edges first), it samples its
 own node's partition in-process (shared memory) and the other node's over RPC.
 
 Both nodes share this machine's cores, so two_nodes never has twice the hardware of
 one_node: read the efficiency as a lower bound for real machines.
 
-    python bench/scaling.py [--graph sport_cloth] [--batches 80] [--repeats 3]
+    python bench/scaling.py [--graph sport_cloth] [--batches 300] [--repeats 3]
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ def main(argv=None) -> None:
     parser.add_argument("--graph", default="sport_cloth" if os.path.isdir(SHARED) else "generated:500000")
     parser.add_argument("--batch-size", type=int, default=1024)
     parser.add_argument("--fanouts", type=lambda t: tuple(int(x) for x in t.split(",")), default=(10, 10))
-    parser.add_argument("--batches", type=int, default=80, help="batches timed per client")
+    parser.add_argument("--batches", type=int, default=300, help="batches timed per client (epoch after epoch)")
     parser.add_argument("--repeats", type=int, default=3, help="alternating one-node / two-node runs")
     parser.add_argument("--name", default="scaling", help="results in bench/results/<name>.json")
     args = parser.parse_args(argv)

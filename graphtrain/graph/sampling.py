@@ -41,6 +41,10 @@ class GraphSource(Protocol):
     def edges_to_dataset(self, etype: Etype, ids: np.ndarray) -> np.ndarray: ...
 
     has_kvstore: bool  # graph servers that can also hold distributed embedding tables
+    local_partition: Optional[int]  # the partition sampled in this process; None: no partitions, or all remote
+
+    def edge_partitions(self, etype: Etype, ids: np.ndarray) -> np.ndarray:
+        """The partition holding each edge (graph ids); asked of DistGraph sources only."""
 
     def seed(self, value: int) -> None:
         """Seed the sampling RNG where it runs in this process."""
@@ -50,6 +54,7 @@ class LocalGraphSource:
     """An in-process DGL heterograph whose ids are the dataset's."""
 
     has_kvstore = False
+    local_partition = None
 
     def __init__(self, graph):
         self.graph = graph
@@ -110,6 +115,9 @@ class DistGraphSource:
 
     def sample_neighbors(self, seeds, fanout):
         return sample_in_neighbors(self.graph, seeds, fanout)
+
+    def edge_partitions(self, etype, ids):
+        return self.graph.get_partition_book().eid2partid(torch.from_numpy(ids), etype).numpy()
 
     def num_nodes(self, ntype):
         return self.graph.num_nodes(ntype)

@@ -19,7 +19,7 @@ import torch.distributed as dist
 
 from graphtrain.config import TrainConfig
 from graphtrain.data.dataset import Dataset
-from graphtrain.graph.names import item_type
+from graphtrain.graph.names import forward_etype, item_type
 from graphtrain.graph.sampling import EdgeBatch, EdgeBatchSampler, GraphSource
 from graphtrain.models.alpha import edge_alpha
 from graphtrain.models.gnn import MigrationGNN
@@ -50,18 +50,84 @@ class TrainEdges:
             parts.append((np.full(len(users), d_idx), users, items, np.arange(len(users))))
         return cls(dataset.domains, *(np.concatenate(column) for column in zip(*parts)))
 
-    def shard(self, rank: int, world_size: int, epoch: int, seed: int) -> EdgeBatch:
+    def shard(
+        self, rank: int, world_size: int, epoch: int, seed: int,
+        owners: Optional[np.ndarray] = None, rank_partitions: Optional[list] = None,
+    ) -> EdgeBatch:
         """This worker's shuffled, equal-sized share of the edges for one epoch.
 
         Every edge is in exactly one shard; shards are padded to the same length by
-        repeating a few of their own edges (at most one per shard).
+        repeating a few of their own edges (fewer than ``world_size`` in all). With
+        ``owners`` (the partition holding each edge) and ``rank_partitions`` (the
+        partition each rank samples in-process, or None), a rank takes its own
+        partition's edges first, shared round-robin with the ranks of that partition,
+        so most of its neighbour requests stay in its process; edges of partitions
+        without a rank, and a full rank's surplus, fill the others up to equal size.
+        With one partition this is the plain round-robin split.
         """
         order = np.random.default_rng([seed, epoch]).permutation(len(self.users))
-        mine = order[rank::world_size]
         size = -(-len(order) // world_size)
+        if owners is None:
+            mine = order[rank::world_size]
+        else:
+            mine, borrowed = _partition_aware_share(order, owners[order], list(rank_partitions), rank, size)
+            if borrowed:  # spread the borrowed edges over the epoch rather than at its end
+                mine = np.random.default_rng([seed, epoch, rank]).permutation(mine)
         if len(mine) < size:
             mine = np.concatenate([mine, mine[: size - len(mine)]])
         return EdgeBatch(self.domain[mine], self.users[mine], self.items[mine], self.edge_ids[mine])
+
+
+def _partition_aware_share(
+    order: np.ndarray, owner_of: np.ndarray, rank_partitions: list, rank: int, size: int
+) -> tuple[np.ndarray, int]:
+    """Rank ``rank``'s edges (at most ``size``) and how many came from the pool.
+
+    ``owner_of[k]`` is the partition of edge ``order[k]``. Deterministic: every rank
+    computes the same split and keeps its own part."""
+    shares: list[np.ndarray] = [order[:0]] * len(rank_partitions)
+    pool = []
+    for partition in np.unique(owner_of):
+        edges = order[owner_of == partition]
+        ranks = [r for r, p in enumerate(rank_partitions) if p == partition]
+        if not ranks:
+            pool.append(edges)
+            continue
+        for k, r in enumerate(ranks):
+            shares[r] = edges[k:: len(ranks)]
+    for r, share in enumerate(shares):
+        if len(share) > size:
+            pool.append(share[size:])
+            shares[r] = share[:size]
+    borrowed = np.concatenate(pool) if pool else order[:0]
+    taken = [0] * len(shares)
+    for r, share in enumerate(shares):  # fill short ranks in rank order from the pool
+        taken[r] = min(size - len(share), len(borrowed))
+        shares[r], borrowed = np.concatenate([share, borrowed[: taken[r]]]), borrowed[taken[r]:]
+    return shares[rank], taken[rank]
+
+
+def edge_owners(edges: TrainEdges, source: GraphSource) -> np.ndarray:
+    """The partition holding each train edge (its user -> item edge's)."""
+    owners = np.empty(len(edges.users), dtype=np.int64)
+    for d_idx, domain in enumerate(edges.domains):
+        rows = edges.domain == d_idx
+        etype = forward_etype(domain)
+        owners[rows] = source.edge_partitions(etype, source.edges_to_graph(etype, edges.edge_ids[rows]))
+    return owners
+
+
+def shard_locality(edges: TrainEdges, source: GraphSource, world_size: int):
+    """(owners, rank_partitions) for ``TrainEdges.shard``: the partition holding each
+    edge and the partition every rank samples in-process (gathered from all ranks);
+    (None, None) when no rank samples a partition of its own (an in-process graph)."""
+    rank_partitions = [source.local_partition]
+    if _distributed(world_size):
+        rank_partitions = [None] * world_size
+        dist.all_gather_object(rank_partitions, source.local_partition)
+    if all(p is None for p in rank_partitions):
+        return None, None
+    return edge_owners(edges, source), rank_partitions
 
 
 def pick_device(gpu: bool) -> torch.device:
@@ -151,6 +217,7 @@ def train_worker(
             step_loss, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=True
         )
     edges = TrainEdges.from_dataset(dataset)
+    owners, rank_partitions = shard_locality(edges, source, world_size)
     sampler = EdgeBatchSampler(
         source, dataset.domains, {d: dataset.num_items(d) for d in dataset.domains}, config.fanouts,
         config.num_negatives, negative_weights=popularity if config.negatives == "popularity" else None,
@@ -166,7 +233,7 @@ def train_worker(
             group["lr"] = learning_rate
         if sparse_optimizer is not None:
             set_learning_rate(sparse_optimizer, learning_rate)
-        shard = edges.shard(rank, world_size, epoch, config.seed)
+        shard = edges.shard(rank, world_size, epoch, config.seed, owners, rank_partitions)
         rng = seed_epoch(source, config.seed, epoch, rank)
         started, sample_s, seeds, total_loss, steps = time.perf_counter(), 0.0, 0, 0.0, 0
         step_loss.train()

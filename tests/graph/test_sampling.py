@@ -80,6 +80,34 @@ def test_shards_cover_every_edge_once_and_have_equal_length(tiny_dataset):
     assert len(seen) == len(edges.users)
 
 
+def _edge_keys(shard):
+    return list(zip(shard.domain.tolist(), shard.edge_ids.tolist()))
+
+
+def test_partition_aware_shards_keep_ranks_on_their_partition_and_every_edge_once(tiny_dataset):
+    edges = TrainEdges.from_dataset(tiny_dataset)
+    n = len(edges.users)
+    owners = (np.arange(n) % 10 < 6).astype(np.int64)  # partition 1 holds 60 % of the edges, 0 the rest
+    owner_of = dict(zip(zip(edges.domain.tolist(), edges.edge_ids.tolist()), owners.tolist()))
+    for rank_partitions in ([0, 1], [1, 1, 0], [1, None, 1], [0, 0]):
+        world = len(rank_partitions)
+        shards = [edges.shard(r, world, 2, 0, owners, rank_partitions) for r in range(world)]
+        size = -(-n // world)
+        assert all(len(s.users) == size for s in shards)
+        keys = [k for s in shards for k in _edge_keys(s)]
+        assert set(keys) == set(zip(edges.domain.tolist(), edges.edge_ids.tolist()))  # every edge
+        assert len(keys) - n < world  # padding: fewer than one edge per rank
+        for r, (shard, partition) in enumerate(zip(shards, rank_partitions)):
+            own = sum(owner_of[k] == partition for k in set(_edge_keys(shard)))
+            holders = rank_partitions.count(partition)
+            available = int((owners == partition).sum()) // holders if partition is not None else 0
+            assert own >= min(size, available) - 1, (rank_partitions, r)  # a rank's own edges come first
+    # One partition everywhere: the plain round-robin split.
+    plain = [edges.shard(r, 2, 2, 0) for r in range(2)]
+    local = [edges.shard(r, 2, 2, 0, np.zeros(n, dtype=np.int64), [0, 0]) for r in range(2)]
+    assert [_edge_keys(s) for s in plain] == [_edge_keys(s) for s in local]
+
+
 def test_popularity_negatives_follow_the_weights(tiny_dataset):
     source = LocalGraphSource(train_graph(tiny_dataset))
     num_items = {d: tiny_dataset.num_items(d) for d in tiny_dataset.domains}

@@ -16,20 +16,25 @@ import tempfile
 import numpy as np
 
 
-def sample_shard(endpoints, partitions, dataset_uri, rank, world):
-    """One client: every batch of its epoch-0 shard; returns seeds and sampled edges."""
+def sample_shard(endpoints, partitions, dataset_uri, rank, rank_partitions):
+    """One client: every batch of its epoch-0 shard (partition-aware: rank r runs on
+    partition ``rank_partitions[r]``'s node); returns seeds and sampled edges."""
     import ray
 
     from graphtrain.data.dataset import Dataset
     from graphtrain.graph.client import dist_graph_client
     from graphtrain.graph.names import USER
     from graphtrain.graph.sampling import EdgeBatch, EdgeBatchSampler
-    from graphtrain.train.loop import TrainEdges
+    from graphtrain.train.loop import TrainEdges, edge_owners
 
     dataset = Dataset.load(dataset_uri)
-    shard = TrainEdges.from_dataset(dataset).shard(rank, world, epoch=0, seed=0)
+    edges = TrainEdges.from_dataset(dataset)
     seeds, sampled = set(), set()
     with dist_graph_client(endpoints, partitions) as source:
+        owners = edge_owners(edges, source)
+        shard = edges.shard(rank, len(rank_partitions), 0, 0, owners, rank_partitions)
+        owner_of = dict(zip(zip(edges.domain.tolist(), edges.edge_ids.tolist()), owners.tolist()))
+        own = np.mean([owner_of[k] == source.local_partition for k in zip(shard.domain.tolist(), shard.edge_ids.tolist())])
         num_items = {d: dataset.num_items(d) for d in dataset.domains}
         sampler = EdgeBatchSampler(source, dataset.domains, num_items, fanouts=[5, 5], num_negatives=1)
         rng = np.random.default_rng(rank)
@@ -47,7 +52,7 @@ def sample_shard(endpoints, partitions, dataset_uri, rank, world):
                 sampled |= {(domain, int(u), int(i)) for u, i in pairs}
         local = source.local_partition
     node = ray.get_runtime_context().get_node_id()
-    return {"node": node, "local_partition": local, "seeds": sorted(seeds), "sampled": sorted(sampled)}
+    return {"node": node, "local_partition": local, "own_edges": float(own), "seeds": sorted(seeds), "sampled": sorted(sampled)}
 
 
 def main() -> None:
@@ -57,6 +62,7 @@ def main() -> None:
     _loopback_only()
     import ray
     from ray.cluster_utils import Cluster
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     from graphtrain.config import IngestConfig, ModelConfig, PartitionConfig, TrainConfig
     from graphtrain.data.dataset import Dataset
@@ -79,8 +85,10 @@ def main() -> None:
         with GraphServerGroup(f"{work}/parts", 2, num_clients=2) as group:
             server_nodes = group.endpoints.node_ids
             clients = ray.get(
-                [
-                    client.options(scheduling_strategy="SPREAD").remote(group.endpoints, f"{work}/parts", f"{work}/dataset", r, 2)
+                [  # client r on partition r's node
+                    client.options(scheduling_strategy=NodeAffinitySchedulingStrategy(server_nodes[r], soft=False)).remote(
+                        group.endpoints, f"{work}/parts", f"{work}/dataset", r, [0, 1]
+                    )
                     for r in range(2)
                 ],
                 timeout=300,
@@ -108,6 +116,7 @@ def main() -> None:
                     # The partition each client sampled in-process, and the one its node serves.
                     "local_partitions": [c["local_partition"] for c in clients],
                     "node_partitions": [server_nodes.index(c["node"]) for c in clients],
+                    "own_edges": [c["own_edges"] for c in clients],  # share of a client's seeds in its partition
                     "train_edges": len(truth),
                     "seed_count": len(all_seeds),
                     "distinct_seeds": len(set(all_seeds)),

@@ -185,7 +185,8 @@ def ours_dist(ray, dataset_uri, work, parts, method, fanouts, batch_size, count,
             )
             for r, node in enumerate(nodes)
         ])
-        servers_cpu = _cpu_seconds([h["pid"] for h in group.health()]) - servers_cpu
+        after = _cpu_seconds([h["pid"] for h in group.health()])
+        servers_cpu = after - servers_cpu if servers_cpu is not None and after is not None else None
     per_client = [r["seeds"] / r["seconds"] for r in results]
     # Total seeds over the wall-clock window from the first client's start to the last
     # one's end (not a sum of rates, which would credit clients that ran alone).
@@ -198,15 +199,18 @@ def ours_dist(ray, dataset_uri, work, parts, method, fanouts, batch_size, count,
     }
 
 
-def _cpu_seconds(pids) -> float:
-    """User + system CPU seconds of processes on this machine (the simulated nodes' servers)."""
+def _cpu_seconds(pids):
+    """User + system CPU seconds of processes on this machine (the simulated nodes'
+    servers); None when one has already exited (servers stop once the clients leave)."""
     total = 0.0
     for pid in pids:
         try:
             with open(f"/proc/{pid}/stat") as f:
                 fields = f.read().rsplit(")", 1)[1].split()
         except OSError:
-            continue
+            return None
+        if fields[0] == "Z":
+            return None
         total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
     return total
 

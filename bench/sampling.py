@@ -194,7 +194,7 @@ def ours_dist(ray, dataset_uri, work, parts, method, fanouts, batch_size, count,
     return {
         "total": sum(r["seeds"] for r in results) / window, "per_client": per_client,
         "client_cpu_share": [r["cpu_seconds"] / r["seconds"] for r in results],  # CPU seconds per wall second
-        # The servers' CPU over the clients' whole lives (loading included), per timed second.
+        # The servers' CPU seconds over the clients' whole lives (loading included); None if unreadable.
         "servers_cpu_seconds": servers_cpu, "window_seconds": window,
     }
 

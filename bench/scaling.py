@@ -4,8 +4,8 @@
 With the same graph, batch size and fanouts, in one run:
 
   one_node    1 partition (its graph server on one node) and 1 DistGraph client
-  two_nodes   2 partitions (SPREAD: one graph server per node) and 2 clients, one per
-              node (each node has one CPU, so Ray places one client on each)
+  two_nodes   2 partitions (SPREAD: one graph server per node) and 2 clients, client r
+              pinned to partition r's node
   efficiency  two_nodes total seeds/s / (2 x one_node seeds/s), of the medians over
               ``--repeats`` alternating runs (one short run moves by +-20 % here)
 

@@ -19,7 +19,7 @@ import torch
 from graphtrain.graph.batch import DomainPairs, Etype, LayerEdges, MiniBatch
 from graphtrain.graph.dgl_compat import import_dgl
 from graphtrain.graph.dist_neighbors import SampledEdges, sample_in_neighbors
-from graphtrain.graph.names import USER, etype_domain, forward_etype, item_type, reverse_etype
+from graphtrain.graph.names import USER, canonical_etypes, etype_domain, forward_etype, item_type, reverse_etype
 
 
 class GraphSource(Protocol):
@@ -228,8 +228,7 @@ class EdgeBatchSampler:
         self.node_types = [USER] + [item_type(d) for d in self.domains]
         self.layer_ids = LayerIds({nt: source.num_nodes(nt) for nt in self.node_types})
         # The batch's own edges, marked by graph edge id while its neighbourhood is sampled.
-        etypes = [et for d in self.domains for et in (forward_etype(d), reverse_etype(d))]
-        self._excluded = {et: np.zeros(source.num_edges(et), dtype=bool) for et in etypes}
+        self._excluded = {et: np.zeros(source.num_edges(et), dtype=bool) for et in canonical_etypes(self.domains)}
 
     def draw_negatives(self, domain: str, shape: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
         cdf = self._negative_cdf.get(domain)

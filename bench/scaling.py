@@ -13,15 +13,23 @@ Clients wait at a barrier and are timed over one common window. As in training, 
 client's shard is partition-aware (its own partition's edges first), it samples its
 own node's partition in-process (shared memory) and the other node's over RPC.
 
-Both nodes share this machine's cores, so two_nodes never has twice the hardware of
-one_node: read the efficiency as a lower bound for real machines.
+In two_nodes both graph servers answer the other node's client on the cores the
+clients need, and Ray's daemons run there too; one_node's server has nothing to
+answer and its daemons have the idle second core. Read the efficiency as a lower
+bound for machines whose nodes have cores to spare for their server.
 
-    python bench/scaling.py [--graph sport_cloth] [--batches 300] [--repeats 3]
+``--pinned`` pins each node to one core instead: its raylet, and so every worker and
+graph server it starts, runs on that core only, as on real one-CPU machines. A
+server then waits for its own client's time slice before it answers the other
+node, and that core idles meanwhile (``machine_busy_cores`` in the results).
+
+    python bench/scaling.py [--graph sport_cloth] [--batches 300] [--repeats 3] [--pinned]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
 import statistics
@@ -36,6 +44,17 @@ from bench.common import write_result  # noqa: E402
 from bench.sampling import SHARED, build, ours_dist  # noqa: E402
 
 
+@contextlib.contextmanager
+def _pinned_to(core: int):
+    """This process (and what it starts meanwhile) on one core: a simulated node's CPU."""
+    allowed = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {core})
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, allowed)
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--graph", default="sport_cloth" if os.path.isdir(SHARED) else "generated:500000")
@@ -43,6 +62,7 @@ def main(argv=None) -> None:
     parser.add_argument("--fanouts", type=lambda t: tuple(int(x) for x in t.split(",")), default=(10, 10))
     parser.add_argument("--batches", type=int, default=300, help="batches timed per client (epoch after epoch)")
     parser.add_argument("--repeats", type=int, default=3, help="alternating one-node / two-node runs")
+    parser.add_argument("--pinned", action="store_true", help="pin each node, and all it starts, to one core")
     parser.add_argument("--name", default="scaling", help="results in bench/results/<name>.json")
     args = parser.parse_args(argv)
 
@@ -52,8 +72,14 @@ def main(argv=None) -> None:
     import ray
     from ray.cluster_utils import Cluster
 
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "node_ip_address": "127.0.0.1"})
-    cluster.add_node(num_cpus=1, node_ip_address="127.0.0.1")
+    cores = sorted(os.sched_getaffinity(0))
+    if args.pinned and len(cores) < 2:
+        sys.exit(f"--pinned needs 2 cores, one per node; this process may use {cores}")
+    cluster = Cluster()
+    for core in cores[:2] if args.pinned else (None, None):
+        # A pinned node's raylet, and every worker and graph server it starts, inherit its core.
+        with _pinned_to(core) if args.pinned else contextlib.nullcontext():
+            cluster.add_node(num_cpus=1, node_ip_address="127.0.0.1")
     ray.init(address=cluster.address)
     work = tempfile.mkdtemp(prefix="graphtrain-bench-scaling-")
     try:
@@ -79,7 +105,8 @@ def main(argv=None) -> None:
     write_result(
         args.name, "seeds/s", two, 2 * one,
         {"graph": args.graph, "one_node_runs": ones, "two_nodes_runs": twos, "batch_size": args.batch_size,
-         "fanouts": list(args.fanouts), "batches": args.batches, "repeats": args.repeats, "nodes": 2, "cpus_per_node": 1},
+         "fanouts": list(args.fanouts), "batches": args.batches, "repeats": args.repeats, "nodes": 2, "cpus_per_node": 1,
+         "pinned": args.pinned},
     )
 
 

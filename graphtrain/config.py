@@ -246,18 +246,21 @@ class RunConfig:
     alignment_loss_weight: float = TrainConfig.alignment_loss_weight
 
     def __post_init__(self):
-        check_domain("source_domain", self.source_domain)
-        check_domain("target_domain", self.target_domain)
-        if self.source_domain == self.target_domain:
-            raise ConfigError("target_domain", self.target_domain, "must differ from source_domain")
-        _positive("workers", self.workers)
-        _positive("epochs", self.epochs)
-        _positive("num_parts", self.num_parts)
-        if self.partition_method not in PARTITION_METHODS:
+        if self.partition_method not in PARTITION_METHODS:  # PartitionConfig calls this field `method`
             raise ConfigError("partition_method", self.partition_method, f"use one of {PARTITION_METHODS}")
-        _fraction("cold_start_fraction", self.cold_start_fraction)
-        # The training fields are checked now, not after ingest and partitioning have run.
+        # Every stage's config checks its own fields now, not after the stages before it ran.
+        self.ingest_config(output="dataset")
+        self.partition_config(dataset="dataset", output="partitions")
         self.train_config(dataset="dataset", partitions="partitions", output="checkpoints")
+
+    def ingest_config(self, output: str) -> IngestConfig:
+        return IngestConfig(
+            inputs=self.inputs, output=output, source_domain=self.source_domain, target_domain=self.target_domain,
+            cold_start_fraction=self.cold_start_fraction, seed=self.seed,
+        )
+
+    def partition_config(self, dataset: str, output: str) -> PartitionConfig:
+        return PartitionConfig(dataset=dataset, output=output, num_parts=self.num_parts, method=self.partition_method)
 
     def train_config(self, dataset: str, partitions: str, output: str) -> TrainConfig:
         """The train stage's config: every field RunConfig shares with TrainConfig, by name."""

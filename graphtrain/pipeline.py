@@ -16,7 +16,7 @@ import urllib.request
 from dataclasses import dataclass
 
 from graphtrain import storage
-from graphtrain.config import EvalConfig, IngestConfig, PartitionConfig, RunConfig, ServeConfig
+from graphtrain.config import EvalConfig, RunConfig, ServeConfig
 
 
 @dataclass(frozen=True)
@@ -55,23 +55,12 @@ def run(config: RunConfig, log=print) -> dict:
 
     meta = stage(
         "ingest",
-        lambda: ingest(
-            IngestConfig(
-                inputs=config.inputs,
-                output=work.dataset,
-                source_domain=config.source_domain,
-                target_domain=config.target_domain,
-                cold_start_fraction=config.cold_start_fraction,
-                seed=config.seed,
-            )
-        ),
+        lambda: ingest(config.ingest_config(output=work.dataset)),
     )
     log(format_summary(meta))
     stage(
         "partition",
-        lambda: partition(
-            PartitionConfig(dataset=work.dataset, output=work.partitions, num_parts=config.num_parts, method=config.partition_method)
-        ),
+        lambda: partition(config.partition_config(dataset=work.dataset, output=work.partitions)),
     )
     trained = stage(
         "train",

@@ -53,3 +53,29 @@ def test_run_rejects_a_bad_training_flag_before_any_stage_runs(tmp_path, capsys)
     assert code == 2
     assert "learning_rate=-1" in capsys.readouterr().err
     assert not workdir.exists()  # nothing was ingested
+
+
+def test_run_config_checks_every_stage_field_when_built():
+    """RunConfig hands each stage's fields to that stage's own config, so a bad value is
+    refused by name before the first stage runs (and each check lives in one place)."""
+    import pytest
+
+    from graphtrain.errors import ConfigError
+
+    good = dict(inputs=["logs"], source_domain="books", target_domain="movies", workdir="w")
+    cases = {
+        "inputs": {"inputs": "logs"},  # a string, not a list of URIs: ingest's check
+        "cold_start_fraction": {"cold_start_fraction": 1.5},
+        "target_domain": {"target_domain": "books"},
+        "num_parts": {"num_parts": 0},  # partition's check
+        "partition_method": {"partition_method": "spectral"},
+        "workers": {"workers": 0},  # train's check
+    }
+    for field_name, bad in cases.items():
+        with pytest.raises(ConfigError, match=field_name):
+            cfg.RunConfig(**{**good, **bad})
+    run = cfg.RunConfig(**good, num_parts=2, partition_method="random", cold_start_fraction=0.3, seed=4)
+    assert run.ingest_config("d") == cfg.IngestConfig(
+        inputs=("logs",), output="d", source_domain="books", target_domain="movies", cold_start_fraction=0.3, seed=4
+    )
+    assert run.partition_config("d", "p") == cfg.PartitionConfig(dataset="d", output="p", num_parts=2, method="random")

@@ -159,21 +159,22 @@ def _dist_client(endpoints, partitions, dataset_uri, rank, rank_partitions, fano
             raise RuntimeError(f"client {rank} samples partition {source.local_partition}, not {rank_partitions[rank]}")
         batches = list(_batches(dataset, rank, len(rank_partitions), batch_size, count, source, rank_partitions))
         source.graph.barrier()  # every client starts timing together: the totals are of concurrent work
-        started, cpu, machine = time.time(), time.process_time(), _machine_busy_seconds()
+        started, cpu, machine = time.time(), time.process_time(), _machine_cpu_seconds()
         seeds, seconds = time_sampler(sampler, batches)
         cpu = time.process_time() - cpu  # every thread of this process, DGL's RPC threads included
-        machine = _machine_busy_seconds() - machine
+        busy, steal = (after - before for after, before in zip(_machine_cpu_seconds(), machine))
         return {"seeds": seeds, "seconds": seconds, "cpu_seconds": cpu, "started": started, "ended": started + seconds,
-                "machine_busy_seconds": machine, "cores": sorted(os.sched_getaffinity(0))}
+                "machine_busy_seconds": busy, "machine_steal_seconds": steal, "cores": sorted(os.sched_getaffinity(0))}
 
 
-def _machine_busy_seconds() -> float:
-    """CPU seconds every process of this machine has run (``/proc/stat``, all cores):
-    over a client's window, what its own process, the servers and Ray's daemons used."""
+def _machine_cpu_seconds() -> tuple[float, float]:
+    """(busy, stolen) CPU seconds of this machine so far (``/proc/stat``, all cores).
+    Busy: what every process ran (over a client's window: itself, the servers, Ray's
+    daemons). Stolen: time the hypervisor gave the cores to other machines."""
     with open("/proc/stat") as f:
-        fields = [int(x) for x in f.readline().split()[1:]]
-    idle = fields[3] + fields[4]  # idle, iowait
-    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+        user, nice, system, idle, iowait, irq, softirq, steal = (int(x) for x in f.readline().split()[1:9])
+    tick = os.sysconf("SC_CLK_TCK")
+    return (user + nice + system + irq + softirq) / tick, steal / tick
 
 
 def ours_dist(ray, dataset_uri, work, parts, method, fanouts, batch_size, count, clients=2) -> dict:
@@ -207,6 +208,7 @@ def ours_dist(ray, dataset_uri, work, parts, method, fanouts, batch_size, count,
         "total": sum(r["seeds"] for r in results) / window, "per_client": per_client,
         "client_cpu_share": [r["cpu_seconds"] / r["seconds"] for r in results],  # CPU seconds per wall second
         "machine_busy_cores": [r["machine_busy_seconds"] / r["seconds"] for r in results],  # everything, each client's window
+        "machine_steal_cores": [r["machine_steal_seconds"] / r["seconds"] for r in results],
         "client_cores": [r["cores"] for r in results], "server_cores": server_cores,  # CPU affinity
         # The servers' CPU seconds over the clients' whole lives (loading included); None if unreadable.
         "servers_cpu_seconds": servers_cpu, "window_seconds": window,

@@ -190,15 +190,16 @@ def ours_dist(ray, dataset_uri, work, parts, method, fanouts, batch_size, count,
         # Client r runs on partition (r mod parts)'s node, as a train worker would.
         nodes = [group.endpoints.node_ids[r % parts] for r in range(clients)]
         rank_partitions = [group.endpoints.local_partition(node) for node in nodes]
-        servers_cpu = _cpu_seconds([h["pid"] for h in group.health()])
-        server_cores = [sorted(os.sched_getaffinity(h["pid"])) for h in group.health()]
+        server_pids = [h["pid"] for h in group.health()]
+        servers_cpu = _cpu_seconds(server_pids)
+        server_cores = [sorted(os.sched_getaffinity(pid)) for pid in server_pids]
         results = ray.get([
             client.options(scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False)).remote(
                 group.endpoints, out, dataset_uri, r, rank_partitions, fanouts, batch_size, count
             )
             for r, node in enumerate(nodes)
         ])
-        after = _cpu_seconds([h["pid"] for h in group.health()])
+        after = _cpu_seconds(server_pids)
         servers_cpu = after - servers_cpu if servers_cpu is not None and after is not None else None
     per_client = [r["seeds"] / r["seconds"] for r in results]
     # Total seeds over the wall-clock window from the first client's start to the last

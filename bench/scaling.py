@@ -55,6 +55,33 @@ def _pinned_to(core: int):
         os.sched_setaffinity(0, allowed)
 
 
+@contextlib.contextmanager
+def simulated_cluster(pinned: bool):
+    """Two 1-CPU Ray nodes on this machine (``ray.cluster_utils.Cluster``), bound to
+    127.0.0.1, with this process connected; yields the ``ray`` module. ``pinned``: each
+    node, and all it starts, on a core of its own."""
+    from graphtrain.ray_env import _loopback_only
+
+    _loopback_only()
+    import ray
+    from ray.cluster_utils import Cluster
+
+    cores = sorted(os.sched_getaffinity(0))
+    if pinned and len(cores) < 2:
+        sys.exit(f"--pinned needs 2 cores, one per node; this process may use {cores}")
+    cluster = Cluster()
+    try:
+        for core in cores[:2] if pinned else (None, None):
+            # A pinned node's raylet, and every worker and graph server it starts, inherit its core.
+            with _pinned_to(core) if pinned else contextlib.nullcontext():
+                cluster.add_node(num_cpus=1, node_ip_address="127.0.0.1")
+        ray.init(address=cluster.address)
+        yield ray
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--graph", default="sport_cloth" if os.path.isdir(SHARED) else "generated:500000")
@@ -66,33 +93,17 @@ def main(argv=None) -> None:
     parser.add_argument("--name", default="scaling", help="results in bench/results/<name>.json")
     args = parser.parse_args(argv)
 
-    from graphtrain.ray_env import _loopback_only
-
-    _loopback_only()
-    import ray
-    from ray.cluster_utils import Cluster
-
-    cores = sorted(os.sched_getaffinity(0))
-    if args.pinned and len(cores) < 2:
-        sys.exit(f"--pinned needs 2 cores, one per node; this process may use {cores}")
-    cluster = Cluster()
-    for core in cores[:2] if args.pinned else (None, None):
-        # A pinned node's raylet, and every worker and graph server it starts, inherit its core.
-        with _pinned_to(core) if args.pinned else contextlib.nullcontext():
-            cluster.add_node(num_cpus=1, node_ip_address="127.0.0.1")
-    ray.init(address=cluster.address)
-    work = tempfile.mkdtemp(prefix="graphtrain-bench-scaling-")
-    try:
-        uri = build(args.graph, work)
-        common = (args.fanouts, args.batch_size, args.batches)
-        ones, twos = [], []
-        for _ in range(args.repeats):
-            ones.append(ours_dist(ray, uri, work, 1, "metis", *common, clients=1))
-            twos.append(ours_dist(ray, uri, work, 2, "metis", *common, clients=2))
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-        ray.shutdown()
-        cluster.shutdown()
+    with simulated_cluster(args.pinned) as ray:
+        work = tempfile.mkdtemp(prefix="graphtrain-bench-scaling-")
+        try:
+            uri = build(args.graph, work)
+            common = (args.fanouts, args.batch_size, args.batches)
+            ones, twos = [], []
+            for _ in range(args.repeats):
+                ones.append(ours_dist(ray, uri, work, 1, "metis", *common, clients=1))
+                twos.append(ours_dist(ray, uri, work, 2, "metis", *common, clients=2))
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
     one = statistics.median(r["total"] for r in ones)
     two = statistics.median(r["total"] for r in twos)
     for k, (a, b) in enumerate(zip(ones, twos)):

@@ -10,6 +10,12 @@ DDP over gloo) on ``ray.cluster_utils.Cluster``'s two 1-CPU nodes, with
   efficiency  two_nodes seeds/s / (2 x one_node seeds/s), of the medians over
               ``--repeats`` alternating runs
 
+and, as the reference for what sampling costs, the same loop without graph servers or
+Ray (``train_worker`` on an in-process copy of the whole graph in each of 1 or 2
+processes, DDP over gloo on loopback; the idle Ray cluster stays up meanwhile):
+
+  inprocess_ddp   efficiency of 2 processes vs 1
+
 Seeds/s is the last epoch's (the first warms up): rank 0's seeds / its epoch's wall
 time, times the workers (shards are equal and DDP steps in lockstep). Validation runs
 between epochs and is not timed. Each step's time is split into sampling (the batch,
@@ -21,8 +27,10 @@ RPC included) and the rest (forward, backward with DDP's gradient all-reduce, op
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
+import socket
 import statistics
 import sys
 import tempfile
@@ -40,18 +48,19 @@ DOMAINS = {"sport_cloth": ("sport", "cloth")}
 GENERATED = ("books", "movies")  # bench.sampling.build's domains for generated:N
 
 
-def train_run(dataset: str, partitions: str, output: str, workers: int, args) -> dict:
-    """One `graphtrain train`; the last epoch's throughput and per-step split."""
-    from graphtrain import storage
+def _config(dataset: str, partitions: str, output: str, workers: int, args):
     from graphtrain.config import TrainConfig
-    from graphtrain.train.trainer import train
 
     source, target = DOMAINS.get(args.graph, GENERATED)
-    summary = train(TrainConfig(
+    return TrainConfig(
         dataset=dataset, partitions=partitions, output=output, source_domain=source, target_domain=target,
         workers=workers, epochs=args.epochs, batch_size=args.batch_size, patience=0,
-    ))
-    last = storage.read_json(storage.join(summary["last_checkpoint"], "state.json"))["history"][-1]
+    )
+
+
+def _last_epoch(history: list[dict], workers: int) -> dict:
+    """The last epoch's throughput (rank 0's x workers) and per-step split."""
+    last = history[-1]
     steps = last["steps"]
     return {
         "workers": workers,
@@ -61,8 +70,52 @@ def train_run(dataset: str, partitions: str, output: str, workers: int, args) ->
         "rest_ms_per_step": 1000 * (last["epoch_seconds"] - last["sample_seconds"]) / steps,
         "steps": steps,
         "embeddings": last["embeddings"],
-        "run_seconds": summary["seconds"],
     }
+
+
+def train_run(dataset: str, partitions: str, output: str, workers: int, args) -> dict:
+    """One `graphtrain train` on the simulated cluster."""
+    from graphtrain import storage
+    from graphtrain.train.trainer import train
+
+    summary = train(_config(dataset, partitions, output, workers, args))
+    history = storage.read_json(storage.join(summary["last_checkpoint"], "state.json"))["history"]
+    return {**_last_epoch(history, workers), "run_seconds": summary["seconds"]}
+
+
+def _inprocess_worker(rank: int, workers: int, port: int, config, out: str) -> None:
+    import torch
+    import torch.distributed as dist
+
+    from graphtrain.data.dataset import Dataset
+    from graphtrain.graph.build import train_graph
+    from graphtrain.graph.sampling import LocalGraphSource
+    from graphtrain.train.loop import train_worker
+
+    torch.set_num_threads(1)
+    if workers > 1:
+        dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=workers)
+    dataset = Dataset.load(config.dataset)
+    history = train_worker(config, dataset, LocalGraphSource(train_graph(dataset)), rank=rank, world_size=workers)
+    if rank == 0:
+        with open(out, "w") as f:
+            json.dump(history, f)
+    if workers > 1:
+        dist.destroy_process_group()
+
+
+def inprocess_run(dataset: str, work: str, workers: int, args) -> dict:
+    """The same loop in ``workers`` plain processes, each with the whole graph in-process."""
+    import torch.multiprocessing as mp
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    out = os.path.join(work, f"inprocess_{workers}.json")
+    config = _config(dataset, "unused", "unused", workers, args)
+    mp.start_processes(_inprocess_worker, args=(workers, port, config, out), nprocs=workers, start_method="spawn")
+    with open(out) as f:
+        return _last_epoch(json.load(f), workers)
 
 
 def main(argv=None) -> None:
@@ -86,10 +139,11 @@ def main(argv=None) -> None:
             dataset = build(args.graph, work)
             for parts in (1, 2):
                 partition(PartitionConfig(dataset=dataset, output=f"{work}/partitions{parts}", num_parts=parts, method="metis"))
-            ones, twos = [], []
+            ones, twos, inprocess = [], [], []
             for k in range(args.repeats):
                 ones.append(train_run(dataset, f"{work}/partitions1", f"{work}/one_{k}", 1, args))
                 twos.append(train_run(dataset, f"{work}/partitions2", f"{work}/two_{k}", 2, args))
+                inprocess.append([inprocess_run(dataset, work, workers, args) for workers in (1, 2)])
         finally:
             shutil.rmtree(work, ignore_errors=True)
     for k, (a, b) in enumerate(zip(ones, twos)):
@@ -98,12 +152,23 @@ def main(argv=None) -> None:
             f"{a['rest_ms_per_step']:.0f}); two nodes {b['total']:,.0f} (sample {b['sample_ms_per_step']:.0f}, rest "
             f"{b['rest_ms_per_step']:.0f}); efficiency {b['total'] / (2 * a['total']):.2f}"
         )
+    for k, (a, b) in enumerate(inprocess):
+        print(
+            f"run {k} in-process DDP: 1 process {a['total']:,.0f} seeds/s (ms/step: sample {a['sample_ms_per_step']:.0f}, "
+            f"rest {a['rest_ms_per_step']:.0f}); 2 processes {b['total']:,.0f} (sample {b['sample_ms_per_step']:.0f}, "
+            f"rest {b['rest_ms_per_step']:.0f}); efficiency {b['total'] / (2 * a['total']):.2f}"
+        )
     one = statistics.median(r["total"] for r in ones)
     two = statistics.median(r["total"] for r in twos)
-    print(f"{args.graph}: median training seeds/s one node {one:,.0f}; two nodes {two:,.0f}; scaling efficiency {two / (2 * one):.2f}")
+    reference = statistics.median(b["total"] / (2 * a["total"]) for a, b in inprocess)
+    print(
+        f"{args.graph}: median training seeds/s one node {one:,.0f}; two nodes {two:,.0f}; scaling efficiency "
+        f"{two / (2 * one):.2f}; in-process DDP reference (no graph servers) {reference:.2f}"
+    )
     write_result(
         args.name, "seeds/s", two, 2 * one,
-        {"graph": args.graph, "one_node_runs": ones, "two_nodes_runs": twos, "batch_size": args.batch_size,
+        {"graph": args.graph, "one_node_runs": ones, "two_nodes_runs": twos, "inprocess_ddp_runs": inprocess,
+         "inprocess_ddp_efficiency": reference, "batch_size": args.batch_size,
          "epochs": args.epochs, "repeats": args.repeats, "nodes": 2, "cpus_per_node": 1, "pinned": args.pinned},
     )
 

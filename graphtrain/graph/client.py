@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
+import signal
 import tempfile
 from typing import Iterator
 
@@ -22,6 +24,48 @@ DGL_CLIENT_ENV = {
     # Fail within ~60 s (20 tries x 3 s) when a server is unreachable, not after 50 min.
     "DGL_DIST_MAX_TRY_TIMES": "20",
 }
+
+
+# DGL's client replaces the handlers of these with one that calls exit() in the handler.
+DGL_HANDLED_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+def _signal_action(signum: int) -> ctypes.Array:
+    """This process's disposition of ``signum``: its ``struct sigaction``, kept opaque."""
+    action = ctypes.create_string_buffer(256)  # larger than struct sigaction on any Linux
+    if _libc().sigaction(signum, None, action) != 0:
+        raise OSError(ctypes.get_errno(), f"sigaction({signum}) failed")
+    return action
+
+
+def signal_handler(signum: int) -> int:
+    """The address of this process's handler of ``signum`` (the struct's first field)."""
+    return ctypes.c_void_p.from_buffer(_signal_action(signum)).value or 0
+
+
+@contextlib.contextmanager
+def _signal_handlers_kept():
+    """Undo DGL's SIGINT and SIGTERM handlers once its client is up.
+
+    ``dgl.distributed.initialize`` installs a handler that calls ``exit()`` inside the
+    signal handler. Ray stops train workers with these signals, and that ``exit()`` in
+    a multi-threaded worker crashed about one run in four at shutdown ("corrupted
+    double-linked list", SIGSEGV). The handlers that were there (Python's and Ray's)
+    are put back as they were.
+    """
+    before = {signum: _signal_action(signum) for signum in DGL_HANDLED_SIGNALS}
+    try:
+        yield
+    finally:
+        for signum, action in before.items():
+            if _libc().sigaction(signum, action, None) != 0:
+                raise OSError(ctypes.get_errno(), f"sigaction({signum}) failed")
+
+
+def _libc():
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.sigaction.argtypes = (ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p)
+    return libc
 
 
 def _ray_node_id():
@@ -45,7 +89,8 @@ def dist_graph_client(endpoints: ServerEndpoints, partitions_uri: str) -> Iterat
         path = os.path.join(workdir, "ip_config.txt")
         with open(path, "w") as f:
             f.write(endpoints.ip_config)
-        dgl.distributed.initialize(path)
+        with _signal_handlers_kept():
+            dgl.distributed.initialize(path)
     try:
         partitions_dir = storage.materialize(partitions_uri)
         local = endpoints.local_partition(_ray_node_id())

@@ -6,14 +6,9 @@ a client's sampling time (profiled on sport_cloth). This does the same requests 
 remote partitions' first, so servers sample while this process samples its own
 partition from shared memory) and returns plain per-edge-type id arrays instead.
 
-The fanout applies per edge type, as in DGL's ``DistGraph.sample_neighbors`` on a
-heterograph and in-process ``dgl.sampling.sample_neighbors``: a user with history in
-two domains gets up to ``fanout`` items from each.
-
-It uses ``dgl.distributed`` internals (``SamplingRequestEtype``, ``send_requests_to_machine``,
-``recv_responses``, ``_sample_etype_neighbors``) of DGL 2.1.0, the only DGL on PyPI;
-``tests/graph/test_servers.py`` checks every sampled edge against the graph, and the
-number drawn per node and edge type.
+It uses ``dgl.distributed`` internals (``SamplingRequest``, ``send_requests_to_machine``,
+``recv_responses``, ``_sample_neighbors``) of DGL 2.1.0, the only DGL on PyPI;
+``tests/graph/test_servers.py`` checks every sampled edge against the graph.
 """
 
 from __future__ import annotations
@@ -27,9 +22,8 @@ SampledEdges = dict[Etype, tuple[np.ndarray, np.ndarray, np.ndarray]]  # (src, d
 
 
 def sample_in_neighbors(dist_graph, seeds: dict[str, np.ndarray], fanout: int) -> SampledEdges:
-    """Up to ``fanout`` in-edges of every seed node per edge type, drawn uniformly
-    without replacement."""
-    from dgl.distributed.graph_services import SamplingRequestEtype, _sample_etype_neighbors
+    """Up to ``fanout`` in-edges of every seed node, drawn uniformly without replacement."""
+    from dgl.distributed.graph_services import SamplingRequest, _sample_neighbors
     from dgl.distributed.rpc import recv_responses, send_requests_to_machine
 
     book = dist_graph.get_partition_book()
@@ -39,22 +33,17 @@ def sample_in_neighbors(dist_graph, seeds: dict[str, np.ndarray], fanout: int) -
     nodes = torch.cat(typed)
     partition_of = book.nid2partid(nodes)
     local_partition = book.partid if dist_graph.local_partition is not None else None
-    # One fanout per edge type; partition_graph stores each partition's in-edges sorted by type.
-    fanouts = torch.full((len(dist_graph.canonical_etypes),), fanout, dtype=torch.int64)
     requests, local_nodes = [], None
     for pid in range(book.num_partitions()):
         ids = nodes[partition_of == pid]
         if pid == local_partition:
             local_nodes = ids
         elif len(ids):
-            requests.append((pid, SamplingRequestEtype(ids, fanouts, etype_sorted=True)))
+            requests.append((pid, SamplingRequest(ids, fanout)))
     pending = send_requests_to_machine(requests) if requests else None
     answers = []
     if local_nodes is not None and len(local_nodes):
-        answers.append(_sample_etype_neighbors(
-            False, dist_graph.local_partition, book, local_nodes, fanouts,
-            etype_offset=book.local_etype_offset, etype_sorted=True,
-        ))
+        answers.append(_sample_neighbors(False, dist_graph.local_partition, book, local_nodes, fanout))
     if pending is not None:
         answers.extend(recv_responses(pending))
     src = torch.cat([a.global_src for a in answers])

@@ -13,7 +13,8 @@ Seeds are positive training edges. ratio = ours_dist_1p / dgl_inprocess.
 The work is not equal: the distributed path shares each node's fanout among its edge
 types (graph/dist_neighbors.py), while DGL and ours_local draw it per edge type; for
 the same 1024 sport_cloth seeds it drew 30 % fewer first-layer and 24 % fewer
-second-layer edges, so its seeds/s ratio flatters the distributed path.
+second-layer edges, so its seeds/s ratio flatters the distributed path; the sampled
+edges/s row (edges of all layers' blocks) shows the work done.
 Partitions are METIS up to ``--metis-max-edges`` train edges and random above (METIS
 on the 1.29M-edge generated graph already peaked at 10.8 GB).
 
@@ -106,15 +107,19 @@ def _batches(dataset, rank: int, world: int, batch_size: int, count: int, source
         epoch += 1
 
 
-def time_sampler(sampler, batches) -> tuple[float, int]:
+def time_sampler(sampler, batches) -> tuple[int, int, float]:
+    """(seeds, sampled edges over all layers, seconds) of sampling ``batches``."""
     rng = np.random.default_rng(0)
-    seeds, started = 0, time.perf_counter()
+    seeds, edges, started = 0, 0, time.perf_counter()
     for batch in batches:
-        seeds += sampler.sample(batch, rng).num_seeds
-    return seeds, time.perf_counter() - started
+        mb = sampler.sample(batch, rng)
+        seeds += mb.num_seeds
+        edges += sum(len(src) for layer in mb.layers for src, _ in layer.edges.values())
+    return seeds, edges, time.perf_counter() - started
 
 
-def dgl_inprocess(dataset, fanouts, batch_size, count) -> float:
+def dgl_inprocess(dataset, fanouts, batch_size, count) -> tuple[float, float]:
+    """(seeds/s, sampled edges/s) of DGL's own loader."""
     from graphtrain.graph.build import train_graph
     from graphtrain.graph.dgl_compat import import_dgl
     from graphtrain.graph.names import forward_etype, reverse_etype
@@ -132,22 +137,24 @@ def dgl_inprocess(dataset, fanouts, batch_size, count) -> float:
         negative_sampler=dgl.dataloading.negative_sampler.Uniform(1),
     )
     loader = dgl.dataloading.DataLoader(g, eids, sampler, batch_size=batch_size, shuffle=True, drop_last=False, num_workers=0)
-    seeds, started = 0, time.perf_counter()
-    for step, (_, pair_graph, _, _) in enumerate(loader):
+    seeds, edges, started = 0, 0, time.perf_counter()
+    for step, (_, pair_graph, _, blocks) in enumerate(loader):
         if step >= count:
             break
         seeds += pair_graph.num_edges()
-    return seeds / (time.perf_counter() - started)
+        edges += sum(block.num_edges() for block in blocks)
+    seconds = time.perf_counter() - started
+    return seeds / seconds, edges / seconds
 
 
-def ours_local(dataset, fanouts, batch_size, count) -> float:
+def ours_local(dataset, fanouts, batch_size, count) -> tuple[float, float]:
     from graphtrain.graph.build import train_graph
     from graphtrain.graph.sampling import EdgeBatchSampler, LocalGraphSource
 
     num_items = {d: dataset.num_items(d) for d in dataset.domains}
     sampler = EdgeBatchSampler(LocalGraphSource(train_graph(dataset)), dataset.domains, num_items, fanouts, 1)
-    seeds, seconds = time_sampler(sampler, _batches(dataset, 0, 1, batch_size, count))
-    return seeds / seconds
+    seeds, edges, seconds = time_sampler(sampler, _batches(dataset, 0, 1, batch_size, count))
+    return seeds / seconds, edges / seconds
 
 
 def _dist_client(endpoints, partitions, dataset_uri, rank, rank_partitions, fanouts, batch_size, count):
@@ -164,10 +171,10 @@ def _dist_client(endpoints, partitions, dataset_uri, rank, rank_partitions, fano
         batches = list(_batches(dataset, rank, len(rank_partitions), batch_size, count, source, rank_partitions))
         source.graph.barrier()  # every client starts timing together: the totals are of concurrent work
         started, cpu, machine = time.time(), time.process_time(), _machine_cpu_seconds()
-        seeds, seconds = time_sampler(sampler, batches)
+        seeds, edges, seconds = time_sampler(sampler, batches)
         cpu = time.process_time() - cpu  # every thread of this process, DGL's RPC threads included
         busy, steal = (after - before for after, before in zip(_machine_cpu_seconds(), machine))
-        return {"seeds": seeds, "seconds": seconds, "cpu_seconds": cpu, "started": started, "ended": started + seconds,
+        return {"seeds": seeds, "edges": edges, "seconds": seconds, "cpu_seconds": cpu, "started": started, "ended": started + seconds,
                 "machine_busy_seconds": busy, "machine_steal_seconds": steal, "cores": sorted(os.sched_getaffinity(0))}
 
 
@@ -211,6 +218,7 @@ def ours_dist(ray, dataset_uri, work, parts, method, fanouts, batch_size, count,
     window = max(r["ended"] for r in results) - min(r["started"] for r in results)
     return {
         "total": sum(r["seeds"] for r in results) / window, "per_client": per_client,
+        "edges_per_s": sum(r["edges"] for r in results) / window,
         "client_cpu_share": [r["cpu_seconds"] / r["seconds"] for r in results],  # CPU seconds per wall second
         "machine_busy_cores": [r["machine_busy_seconds"] / r["seconds"] for r in results],  # everything, each client's window
         "machine_steal_cores": [r["machine_steal_seconds"] / r["seconds"] for r in results],
@@ -246,15 +254,17 @@ def measure(ray, graph: str, work: str, args) -> dict:
     common = (args.fanouts, args.batch_size, args.batches)
     method = "metis" if n_edges <= args.metis_max_edges else "random"
     row = {"graph": graph, "train_edges": n_edges, "partition_method": method}
-    row["dgl_inprocess"] = dgl_inprocess(dataset, *common)
-    row["ours_local"] = ours_local(dataset, *common)
+    row["dgl_inprocess"], row["dgl_inprocess_edges_per_s"] = dgl_inprocess(dataset, *common)
+    row["ours_local"], row["ours_local_edges_per_s"] = ours_local(dataset, *common)
     del dataset  # the driver's copy; the clients load their own
     for parts in (1, 2):
         dist = ours_dist(ray, uri, work, parts, method, *common)
         row[f"ours_dist_{parts}p"] = dist["total"]
         row[f"ours_dist_{parts}p_per_client"] = dist["per_client"]
+        row[f"ours_dist_{parts}p_edges_per_s"] = dist["edges_per_s"]
     row["ratio_dist_1p"] = row["ours_dist_1p"] / row["dgl_inprocess"]
     row["ratio_local"] = row["ours_local"] / row["dgl_inprocess"]
+    row["ratio_dist_1p_edges"] = row["ours_dist_1p_edges_per_s"] / row["dgl_inprocess_edges_per_s"]
     return row
 
 
@@ -286,7 +296,10 @@ def main(argv=None) -> None:
                     f"{graph:<20} {row['train_edges']:>10,} edges ({row['partition_method']})  seeds/s: dgl in-process "
                     f"{row['dgl_inprocess']:>9,.0f}  ours local {row['ours_local']:>9,.0f}  ours dist 1p "
                     f"{row['ours_dist_1p']:>9,.0f}  2p {row['ours_dist_2p']:>9,.0f}  ratio(dist 1p / dgl) "
-                    f"{row['ratio_dist_1p']:.2f}  peak {row['peak_gib']} GiB",
+                    f"{row['ratio_dist_1p']:.2f}  peak {row['peak_gib']} GiB\n"
+                    f"{'':<20} {'':>10}  sampled edges/s:  dgl in-process {row['dgl_inprocess_edges_per_s']:>11,.0f}  "
+                    f"ours local {row['ours_local_edges_per_s']:>11,.0f}  ours dist 1p {row['ours_dist_1p_edges_per_s']:>11,.0f}  "
+                    f"2p {row['ours_dist_2p_edges_per_s']:>11,.0f}  ratio(dist 1p / dgl) {row['ratio_dist_1p_edges']:.2f}",
                     flush=True,
                 )
             finally:

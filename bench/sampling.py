@@ -70,17 +70,23 @@ def generated_logs(rows: int, directory: str) -> list[str]:
     return [directory]
 
 
-def build(graph: str, work: str):
-    """(dataset URI, source, target) for a graph spec."""
+def graph_domains(graph: str) -> tuple[str, str]:
+    """(source, target) domain of a graph spec: generated:N, or a DisenCDR pair <a>_<b>."""
+    return ("books", "movies") if graph.startswith("generated:") else tuple(graph.split("_"))
+
+
+def build(graph: str, work: str) -> str:
+    """The dataset URI of a graph spec, ingested under ``work``."""
     from graphtrain.config import IngestConfig
     from graphtrain.data.ingest import ingest
 
     raw = os.path.join(work, "raw")
     os.makedirs(raw)
+    source, target = graph_domains(graph)
     if graph.startswith("generated:"):
-        inputs, source, target = generated_logs(int(graph.split(":")[1]), raw), "books", "movies"
+        inputs = generated_logs(int(graph.split(":")[1]), raw)
     else:
-        inputs, source, target = disencdr_logs(graph, raw), *graph.split("_")
+        inputs = disencdr_logs(graph, raw)
     out = os.path.join(work, "dataset")
     ingest(IngestConfig(inputs=inputs, output=out, source_domain=source, target_domain=target, cold_start_fraction=0.0))
     return out

@@ -41,17 +41,14 @@ os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.2")  # Ray Train p
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from bench.common import write_result  # noqa: E402
-from bench.sampling import SHARED, build  # noqa: E402
+from bench.sampling import SHARED, build, graph_domains  # noqa: E402
 from bench.scaling import simulated_cluster  # noqa: E402
-
-DOMAINS = {"sport_cloth": ("sport", "cloth")}
-GENERATED = ("books", "movies")  # bench.sampling.build's domains for generated:N
 
 
 def _config(dataset: str, partitions: str, output: str, workers: int, args):
     from graphtrain.config import TrainConfig
 
-    source, target = DOMAINS.get(args.graph, GENERATED)
+    source, target = graph_domains(args.graph)
     return TrainConfig(
         dataset=dataset, partitions=partitions, output=output, source_domain=source, target_domain=target,
         workers=workers, epochs=args.epochs, batch_size=args.batch_size, patience=0,

@@ -115,6 +115,10 @@ def inprocess_run(dataset: str, work: str, workers: int, args) -> dict:
         return _last_epoch(json.load(f), workers)
 
 
+def _describe(run: dict) -> str:
+    return f"{run['total']:,.0f} seeds/s (ms/step: sample {run['sample_ms_per_step']:.0f}, rest {run['rest_ms_per_step']:.0f})"
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--graph", default="sport_cloth" if os.path.isdir(SHARED) else "generated:200000")
@@ -144,16 +148,11 @@ def main(argv=None) -> None:
         finally:
             shutil.rmtree(work, ignore_errors=True)
     for k, (a, b) in enumerate(zip(ones, twos)):
-        print(
-            f"run {k}: one node {a['total']:,.0f} seeds/s (ms/step: sample {a['sample_ms_per_step']:.0f}, rest "
-            f"{a['rest_ms_per_step']:.0f}); two nodes {b['total']:,.0f} (sample {b['sample_ms_per_step']:.0f}, rest "
-            f"{b['rest_ms_per_step']:.0f}); efficiency {b['total'] / (2 * a['total']):.2f}"
-        )
+        print(f"run {k}: one node {_describe(a)}; two nodes {_describe(b)}; efficiency {b['total'] / (2 * a['total']):.2f}")
     for k, (a, b) in enumerate(inprocess):
         print(
-            f"run {k} in-process DDP: 1 process {a['total']:,.0f} seeds/s (ms/step: sample {a['sample_ms_per_step']:.0f}, "
-            f"rest {a['rest_ms_per_step']:.0f}); 2 processes {b['total']:,.0f} (sample {b['sample_ms_per_step']:.0f}, "
-            f"rest {b['rest_ms_per_step']:.0f}); efficiency {b['total'] / (2 * a['total']):.2f}"
+            f"run {k} in-process DDP: 1 process {_describe(a)}; 2 processes {_describe(b)}; "
+            f"efficiency {b['total'] / (2 * a['total']):.2f}"
         )
     one = statistics.median(r["total"] for r in ones)
     two = statistics.median(r["total"] for r in twos)

@@ -10,11 +10,9 @@ For each graph, with the same batch size, fanouts and one negative per positive:
                   On one machine both clients sample partition 0 in-process and ask
                   partition 1's server over RPC.
 Seeds are positive training edges. ratio = ours_dist_1p / dgl_inprocess.
-The work is not equal: the distributed path shares each node's fanout among its edge
-types (graph/dist_neighbors.py), while DGL and ours_local draw it per edge type; for
-the same 1024 sport_cloth seeds it drew 30 % fewer first-layer and 24 % fewer
-second-layer edges, so its seeds/s ratio flatters the distributed path; the sampled
-edges/s row (edges of all layers' blocks) shows the work done.
+Every sampler draws the fanout per edge type (a user with two domains gets up to
+``fanout`` items from each), so the samplers do the same work per seed; the sampled
+edges/s row (edges of all layers' blocks) shows it.
 Partitions are METIS up to ``--metis-max-edges`` train edges and random above (METIS
 on the 1.29M-edge generated graph already peaked at 10.8 GB).
 

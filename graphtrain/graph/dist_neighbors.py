@@ -6,16 +6,14 @@ a client's sampling time (profiled on sport_cloth). This does the same requests 
 remote partitions' first, so servers sample while this process samples its own
 partition from shared memory) and returns plain per-edge-type id arrays instead.
 
-The fanout is shared by all of a node's in-edge types (DGL's homogeneous
-``SamplingRequest``): a user with history in two domains gets up to ``fanout`` items
-in all. The in-process ``LocalGraphSource`` and DGL's own ``DistGraph.sample_neighbors``
-draw it per edge type (up to ``fanout`` from each domain), so the two paths differ for
-such users. DGL 2.1.0's per-type request (``SamplingRequestEtype``) was measured
-10-20x slower per node than this one (sport_cloth, 3,000 nodes: 14.4 vs 1.3 ms), so
-matching them needs per-type sampling on the servers without that kernel; not done yet.
+The fanout is drawn per edge type, as by the in-process ``LocalGraphSource`` and DGL's
+own ``DistGraph.sample_neighbors``: a user with history in two domains gets up to
+``fanout`` items from each. Servers and this process draw with ``typed_csc`` (the fast
+homogeneous kernel over in-edges grouped by type), not DGL 2.1.0's per-type request,
+which was measured 10-20x slower per node (sport_cloth, 3,000 nodes: 14.4 vs 1.3 ms).
 
-It uses ``dgl.distributed`` internals (``SamplingRequest``, ``send_requests_to_machine``,
-``recv_responses``, ``_sample_neighbors``) of DGL 2.1.0, the only DGL on PyPI;
+It uses ``dgl.distributed`` internals (``send_requests_to_machine``, ``recv_responses``,
+the partition book) of DGL 2.1.0, the only DGL on PyPI;
 ``tests/graph/test_servers.py`` checks every sampled edge against the graph.
 """
 
@@ -30,10 +28,11 @@ SampledEdges = dict[Etype, tuple[np.ndarray, np.ndarray, np.ndarray]]  # (src, d
 
 
 def sample_in_neighbors(dist_graph, seeds: dict[str, np.ndarray], fanout: int) -> SampledEdges:
-    """Up to ``fanout`` in-edges of every seed node (all its edge types together),
-    drawn uniformly without replacement."""
-    from dgl.distributed.graph_services import SamplingRequest, _sample_neighbors
+    """Up to ``fanout`` in-edges of each edge type of every seed node, drawn uniformly
+    without replacement."""
     from dgl.distributed.rpc import recv_responses, send_requests_to_machine
+
+    from graphtrain.graph.typed_csc import request_class, typed_in_csc
 
     book = dist_graph.get_partition_book()
     typed = [book.map_to_homo_nid(torch.from_numpy(ids), nt) for nt, ids in seeds.items() if len(ids)]
@@ -48,16 +47,16 @@ def sample_in_neighbors(dist_graph, seeds: dict[str, np.ndarray], fanout: int) -
         if pid == local_partition:
             local_nodes = ids
         elif len(ids):
-            requests.append((pid, SamplingRequest(ids, fanout)))
+            requests.append((pid, request_class()(ids, fanout)))
     pending = send_requests_to_machine(requests) if requests else None
     answers = []
     if local_nodes is not None and len(local_nodes):
-        answers.append(_sample_neighbors(False, dist_graph.local_partition, book, local_nodes, fanout))
+        answers.append(typed_in_csc(dist_graph.local_partition, book).sample(book, local_nodes, fanout))
     if pending is not None:
-        answers.extend(recv_responses(pending))
-    src = torch.cat([a.global_src for a in answers])
-    dst = torch.cat([a.global_dst for a in answers])
-    etype_ids, eids = book.map_to_per_etype(torch.cat([a.global_eids for a in answers]))
+        answers.extend((a.global_src, a.global_dst, a.global_eids) for a in recv_responses(pending))
+    src = torch.cat([a[0] for a in answers])
+    dst = torch.cat([a[1] for a in answers])
+    etype_ids, eids = book.map_to_per_etype(torch.cat([a[2] for a in answers]))
     _, src = book.map_to_per_ntype(src)
     _, dst = book.map_to_per_ntype(dst)
     # Group by edge type: one stable radix sort of the small type ids, then slices.

@@ -18,6 +18,8 @@ def main() -> None:
     from dgl.distributed import rpc
     from dgl.distributed.dist_graph import DistGraphServer
 
+    from graphtrain.graph import typed_csc
+
     rpc.reset()
     server = DistGraphServer(
         int(os.environ["DGL_SERVER_ID"]),
@@ -27,6 +29,11 @@ def main() -> None:
         os.environ["DGL_CONF_PATH"],
         graph_format=os.environ.get("DGL_GRAPH_FORMAT", "csc").split(","),
     )
+    # per-type sampling: the request's handler, and the partition's index built now
+    # rather than on the first request
+    typed_csc.request_class()
+    if server.client_g is not None:  # None on backup servers, which we do not start
+        typed_csc.typed_in_csc(server.client_g, server.gpb)
     server.start()
     del dgl
 

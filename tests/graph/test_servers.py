@@ -5,6 +5,7 @@ import pytest
 
 from graphtrain.config import PartitionConfig
 from graphtrain.errors import GraphServerError
+from graphtrain.graph.build import train_graph
 from graphtrain.graph.partition import partition
 from graphtrain.graph.servers import GraphServerGroup
 
@@ -57,6 +58,39 @@ def _sample_through_servers(endpoints, partitions, dataset_uri):
                 found += [(etype_domain(etype), int(u), int(i), int(w)) for u, i, w in zip(users, items, layer.weights[etype].numpy())]
         local = source.local_partition
     return found, local, handlers_kept
+
+
+def _draw_counts(endpoints, partitions, fanout):
+    """Runs in a Ray worker: one draw of ``fanout`` in-neighbours for every node;
+    per edge type, the dataset ids of the nodes drawn for and how many each got."""
+    from graphtrain.graph.client import dist_graph_client
+
+    with dist_graph_client(endpoints, partitions) as source:
+        seeds = {nt: np.arange(source.num_nodes(nt)) for nt in source.graph.ntypes}
+        counts = {}
+        for etype, (_, dst, _) in source.sample_neighbors(seeds, fanout).items():
+            nodes, drawn = np.unique(dst, return_counts=True)
+            counts[etype] = (source.nodes_to_dataset(etype[2], nodes), drawn)
+    return counts
+
+
+def test_distgraph_draws_the_fanout_per_edge_type(ray_session, tiny_dataset_uri, tiny_dataset, tmp_path):
+    """As DGL's heterograph samplers do: a user with history in both domains gets up
+    to ``fanout`` items from each, not ``fanout`` in all."""
+    parts = str(tmp_path / "partitions")
+    partition(PartitionConfig(dataset=tiny_dataset_uri, output=parts, num_parts=2, method="random"))
+    client = ray_session.remote(num_cpus=1, max_calls=1)(_draw_counts)
+    with GraphServerGroup(parts, 2, num_clients=1) as group:
+        counts = ray_session.get(client.remote(group.endpoints, parts, 3), timeout=120)
+    graph = train_graph(tiny_dataset)
+    assert set(counts) == set(graph.canonical_etypes)
+    for etype, (nodes, drawn) in counts.items():
+        degree = graph.in_degrees(etype=etype).numpy()
+        assert sorted(nodes) == sorted(np.flatnonzero(degree))
+        np.testing.assert_array_equal(drawn, np.minimum(degree[nodes], 3))
+    # the case that tells per-type draws from a shared fanout: users with > 3 items in each domain
+    rich = [graph.in_degrees(etype=et).numpy() > 3 for et in graph.canonical_etypes if et[2] == "user"]
+    assert len(rich) == 2 and (rich[0] & rich[1]).sum() > 0
 
 
 def _check_sampled(found, dataset):

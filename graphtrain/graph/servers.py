@@ -20,7 +20,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -31,6 +30,7 @@ from typing import Optional
 from graphtrain import storage
 from graphtrain.errors import GraphServerError
 from graphtrain.graph.partition import PART_CONFIG
+from graphtrain.net import free_port
 from graphtrain.ray_env import THREAD_ENV, actor_runtime_env
 
 READY_LINE = "start graph service"
@@ -43,12 +43,6 @@ BUNDLE = {"memory": 64 * 1024 * 1024}
 def _die_with_parent() -> None:  # runs in the child between fork and exec
     PR_SET_PDEATHSIG = 1
     ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-
-
-def _free_port(ip: str) -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((ip, 0))
-        return sock.getsockname()[1]
 
 
 @dataclass(frozen=True)
@@ -114,7 +108,7 @@ class GraphServerActor:
         import ray
 
         ip = node_ip()
-        self.ip, self.port = ip, _free_port(ip)
+        self.ip, self.port = ip, free_port(ip)
         return ip, self.port, ray.get_runtime_context().get_node_id()
 
     def _partition_config(self, endpoints: ServerEndpoints) -> str:
@@ -207,6 +201,9 @@ class GraphServerActor:
                 return self.process.wait()
         finally:
             shutil.rmtree(self.workdir, ignore_errors=True)
+            # Drop the Popen now: collected at actor teardown instead, its __del__ can
+            # meet Ray's SIGTERM and print a SystemExit traceback for a clean stop.
+            self.process = None
 
 
 class GraphServerGroup:

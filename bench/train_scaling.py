@@ -30,7 +30,6 @@ import argparse
 import json
 import os
 import shutil
-import socket
 import statistics
 import sys
 import tempfile
@@ -43,6 +42,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from bench.common import write_result  # noqa: E402
 from bench.sampling import SHARED, build, graph_domains  # noqa: E402
 from bench.scaling import simulated_cluster  # noqa: E402
+from graphtrain.net import free_port  # noqa: E402
 
 
 def _config(dataset: str, partitions: str, output: str, workers: int, args):
@@ -105,9 +105,7 @@ def inprocess_run(dataset: str, work: str, workers: int, args) -> dict:
     """The same loop in ``workers`` plain processes, each with the whole graph in-process."""
     import torch.multiprocessing as mp
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     out = os.path.join(work, f"inprocess_{workers}.json")
     config = _config(dataset, "unused", "unused", workers, args)
     mp.start_processes(_inprocess_worker, args=(workers, port, config, out), nprocs=workers, start_method="spawn")

@@ -8,7 +8,6 @@ Workdir layout (DESIGN.md): ``dataset/``, ``partitions/``, ``checkpoints/``,
 from __future__ import annotations
 
 import json
-import socket
 import tempfile
 import time
 import urllib.parse
@@ -17,6 +16,7 @@ from dataclasses import dataclass
 
 from graphtrain import storage
 from graphtrain.config import EvalConfig, RunConfig, ServeConfig
+from graphtrain.net import free_port
 
 
 @dataclass(frozen=True)
@@ -74,12 +74,6 @@ def run(config: RunConfig, log=print) -> dict:
     return report
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def http_get_json(url: str, timeout: float = 30.0) -> dict:
     with urllib.request.urlopen(url, timeout=timeout) as response:
         return json.loads(response.read().decode())
@@ -118,7 +112,7 @@ def demo(workdir: str | None = None, epochs: int = 5, port: int | None = None, l
         dataset = Dataset.load(work.dataset)
         warm_user = warm_test_user(dataset, spec.target_domain)
         cold_user = source_only_users(logs, spec.source_domain, spec.target_domain)[0]
-        base = app.start(ServeConfig(model=work.model, port=port or _free_port()))
+        base = app.start(ServeConfig(model=work.model, port=port or free_port()))
         answers = {}
         for label, user in (("warm", warm_user), ("cold-start", cold_user), ("unknown", "no-such-user")):
             query = urllib.parse.urlencode({"user_id": user, "k": 5, "domain": spec.target_domain})

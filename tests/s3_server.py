@@ -10,17 +10,13 @@ import sys
 import time
 from typing import Iterator
 
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from graphtrain.net import free_port
 
 
 @contextlib.contextmanager
 def moto_s3_server() -> Iterator[dict]:
     """Yield pyarrow ``S3FileSystem`` options pointing at a fresh server."""
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
     process = subprocess.Popen(
         [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],

@@ -2,7 +2,6 @@
 
 import json
 import os
-import socket
 import urllib.error
 import urllib.parse
 
@@ -12,15 +11,10 @@ import pytest
 from graphtrain.config import ModelConfig, RunConfig, ServeConfig
 from graphtrain.data.synthetic import SyntheticSpec, generate, source_only_users, write_logs
 from graphtrain.data.dataset import Dataset
+from graphtrain.net import free_port
 from graphtrain.pipeline import http_get_json, run, warm_test_user
 
 pytestmark = pytest.mark.integration
-
-
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_run_then_serve_over_http(ray_session, tmp_path):
@@ -63,7 +57,7 @@ def test_run_then_serve_over_http(ray_session, tmp_path):
 
     from graphtrain.serve import app
 
-    base = app.start(ServeConfig(model=str(workdir / "model"), port=_free_port()))
+    base = app.start(ServeConfig(model=str(workdir / "model"), port=free_port()))
     try:
         assert http_get_json(f"{base}/health")["status"] == "ok"
         cold_user = source_only_users(logs, "books", "movies")[0]

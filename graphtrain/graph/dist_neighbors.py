@@ -49,16 +49,15 @@ def sample_in_neighbors(dist_graph, seeds: dict[str, np.ndarray], fanout: int) -
         elif len(ids):
             requests.append((pid, request_class()(ids, fanout)))
     pending = send_requests_to_machine(requests) if requests else None
-    answers = []
+    draws = []
     if local_nodes is not None and len(local_nodes):
-        answers.append(typed_in_csc(dist_graph.local_partition, book).sample(book, local_nodes, fanout))
+        draws.append(typed_in_csc(dist_graph.local_partition, book).sample(book, local_nodes, fanout))
     if pending is not None:
-        answers.extend((a.global_src, a.global_dst, a.global_eids) for a in recv_responses(pending))
-    src = torch.cat([a[0] for a in answers])
-    dst = torch.cat([a[1] for a in answers])
-    etype_ids, eids = book.map_to_per_etype(torch.cat([a[2] for a in answers]))
-    _, src = book.map_to_per_ntype(src)
-    _, dst = book.map_to_per_ntype(dst)
+        draws.extend(recv_responses(pending))
+    etype_ids = torch.cat([d.etype for d in draws])
+    src = torch.cat([d.src for d in draws])
+    dst = torch.cat([d.dst for d in draws])
+    eids = torch.cat([d.eid for d in draws])
     # Group by edge type: one stable radix sort of the small type ids, then slices.
     etypes = dist_graph.canonical_etypes  # DGL's edge type ids follow this order
     etype_ids = etype_ids.numpy().astype(np.uint8 if len(etypes) < 256 else np.int64)

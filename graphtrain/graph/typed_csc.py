@@ -13,7 +13,10 @@ It is built once per partition and process: on each graph server for its partiti
 DGL numbers a partition's edges type by type, so each node's in-edges (kept in edge
 id order) are already grouped by type and the index shares the partition's arrays,
 adding one int64 per slot; a partition in any other order is regrouped into a copy
-(two more int64 per edge).
+(two more int64 per edge). Draws are answered in per-type ids (edge type, source,
+destination, edge id) from two tables built here (one int64 per edge, nine bytes
+per node), so no one translates DGL's homogeneous ids per batch: DGL's id map took
+a fifth of a client's sampling time (profiled on sport_cloth).
 
 ``TypedSamplingRequest`` is the request the clients send to the servers;
 ``request_class()`` registers it with DGL's RPC (servers and clients both call it).
@@ -59,25 +62,47 @@ class TypedInCSC:
         np.cumsum(np.bincount(slot, minlength=num_nodes * self.slots), out=slot_indptr[1:])
         graph = dgl.graph(("csc", (torch.from_numpy(slot_indptr), indices.long(), eids.long())))
         self.graph = graph.formats("csc")
-        self.global_nid = local_graph.ndata[NID]
-        self.global_eid = local_graph.edata[EID]
+        # per local node and edge: its type and its id within that type
+        node_type, self.typed_nid = book.map_to_per_ntype(local_graph.ndata[NID])
+        self.node_type = node_type.to(torch.int8)
+        self.edge_type = local_graph.edata[ETYPE]
+        _, self.typed_eid = book.map_to_per_etype(local_graph.edata[EID])
 
-    def sample(self, book, nodes: torch.Tensor, fanout: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def sample(self, book, nodes: torch.Tensor, fanout: int) -> "TypedDraw":
         """Up to ``fanout`` in-edges of each edge type of every node in ``nodes`` (global
-        homogeneous ids, all in this partition), drawn uniformly without replacement.
-        Returns global homogeneous (src, dst, edge id)."""
+        homogeneous ids, all in this partition), drawn uniformly without replacement."""
         from dgl import EID
         from dgl.sampling.neighbor import _sample_neighbors
 
         local = book.nid2localnid(nodes, book.partid).long()
-        ntypes, _ = book.map_to_per_ntype(nodes)
-        kinds = torch.from_numpy(self.in_types)[ntypes.long()]
+        kinds = torch.from_numpy(self.in_types)[self.node_type[local].long()]
         slot_ids = [local[kinds > r] * self.slots + r for r in range(self.slots)]
         seeds = torch.cat(slot_ids) if self.slots > 1 else slot_ids[0]
         drawn = _sample_neighbors(self.graph, seeds, fanout, _dist_training=True)
-        src, dst = drawn.edges()
-        local_eids = drawn.edata[EID]
-        return self.global_nid[src.long()], self.global_nid[dst.long() // self.slots], self.global_eid[local_eids.long()]
+        src, slot = drawn.edges()
+        dst = torch.div(slot, self.slots, rounding_mode="floor")
+        eids = drawn.edata[EID]
+        # index_select: 2-3x faster than tensor[ids] for these 1e5-long gathers
+        return TypedDraw(
+            torch.index_select(self.edge_type, 0, eids),
+            torch.index_select(self.typed_nid, 0, src),
+            torch.index_select(self.typed_nid, 0, dst),
+            torch.index_select(self.typed_eid, 0, eids),
+        )
+
+
+class TypedDraw:
+    """Drawn edges in per-type ids: edge type id (DGL's order of canonical edge types),
+    then source, destination and edge id within their types. Also the RPC response."""
+
+    def __init__(self, etype: torch.Tensor, src: torch.Tensor, dst: torch.Tensor, eid: torch.Tensor):
+        self.etype, self.src, self.dst, self.eid = etype, src, dst, eid
+
+    def __getstate__(self):
+        return self.etype, self.src, self.dst, self.eid
+
+    def __setstate__(self, state):
+        self.etype, self.src, self.dst, self.eid = state
 
 
 _BUILT: "weakref.WeakKeyDictionary[object, TypedInCSC]" = weakref.WeakKeyDictionary()
@@ -109,11 +134,9 @@ def _define_and_register() -> type:
 
     import_dgl()
     from dgl.distributed import rpc
-    from dgl.distributed.graph_services import SubgraphResponse
 
-    class TypedSamplingResponse(SubgraphResponse):
-        """DGL's sampling response under a class of our own: DGL maps a response class
-        to one service id, so reusing ``SubgraphResponse`` would re-tag DGL's answers."""
+    class TypedSamplingResponse(TypedDraw, rpc.Response):
+        """A ``TypedDraw`` sent back by a graph server."""
 
     class TypedSamplingRequest(rpc.Request):
         """Ask a graph server for up to ``fanout`` in-edges per edge type of ``nodes``."""
@@ -130,8 +153,8 @@ def _define_and_register() -> type:
 
         def process_request(self, server_state):
             book = server_state.partition_book
-            src, dst, eids = typed_in_csc(server_state.graph, book).sample(book, self.nodes, self.fanout)
-            return TypedSamplingResponse(src, dst, global_eids=eids)
+            draw = typed_in_csc(server_state.graph, book).sample(book, self.nodes, self.fanout)
+            return TypedSamplingResponse(draw.etype, draw.src, draw.dst, draw.eid)
 
     rpc.register_service(SERVICE_ID, TypedSamplingRequest, TypedSamplingResponse)
     return TypedSamplingRequest

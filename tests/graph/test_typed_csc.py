@@ -23,14 +23,16 @@ def loaded_partition(tiny_dataset_uri, tmp_path_factory):
     return graph, book
 
 
-def _edges_by_global_id(graph):
-    """Global edge id -> (global src, global dst, edge type id) of every edge of a partition."""
-    from dgl import EID, ETYPE, NID
+def _typed_edges(graph, book):
+    """(edge type id, id within the type) -> (source, destination ids within their
+    types) of every edge of a partition, translated by DGL's own id maps."""
+    from dgl import EID, NID
 
     src, dst = graph.edges()
-    nid = graph.ndata[NID]
-    rows = zip(graph.edata[EID].tolist(), nid[src].tolist(), nid[dst].tolist(), graph.edata[ETYPE].tolist())
-    return {eid: (s, d, t) for eid, s, d, t in rows}
+    _, typed_nid = book.map_to_per_ntype(graph.ndata[NID])
+    etype, typed_eid = book.map_to_per_etype(graph.edata[EID])
+    rows = zip(etype.tolist(), typed_eid.tolist(), typed_nid[src].tolist(), typed_nid[dst].tolist())
+    return {(t, e): (s, d) for t, e, s, d in rows}
 
 
 def _check_draws(graph, book, index, fanout):
@@ -38,21 +40,22 @@ def _check_draws(graph, book, index, fanout):
     partition, and each node gets min(fanout, in-degree) edges of each in-edge type."""
     from dgl import NID
 
-    inner = graph.ndata["inner_node"].bool()
-    nodes = graph.ndata[NID][inner]
-    src, dst, eids = index.sample(book, nodes, fanout)
-    edges = _edges_by_global_id(graph)
+    nodes = graph.ndata[NID][graph.ndata["inner_node"].bool()]
+    draw = index.sample(book, nodes, fanout)
+    edges = _typed_edges(graph, book)
     drawn = collections.Counter()
-    for s, d, e in zip(src.tolist(), dst.tolist(), eids.tolist()):
-        assert edges[e][:2] == (s, d)
-        drawn[d, edges[e][2]] += 1
-    assert len(set(eids.tolist())) == len(eids)  # without replacement
-    in_degree = collections.Counter((d, t) for _, d, t in edges.values())
-    inner_ids = set(nodes.tolist())
-    expected = {key: min(fanout, n) for key, n in in_degree.items() if key[0] in inner_ids}
+    for t, s, d, e in zip(draw.etype.tolist(), draw.src.tolist(), draw.dst.tolist(), draw.eid.tolist()):
+        assert edges[t, e] == (s, d)
+        drawn[t, d] += 1
+    assert len(set(zip(draw.etype.tolist(), draw.eid.tolist()))) == len(draw.eid)  # without replacement
+    ntypes, typed = book.map_to_per_ntype(nodes)
+    inner = set(zip(ntypes.tolist(), typed.tolist()))
+    dst_type = [book.ntypes.index(dst_t) for _, _, dst_t in book.canonical_etypes]
+    in_degree = collections.Counter((t, d) for (t, _), (_, d) in edges.items())
+    expected = {(t, d): min(fanout, n) for (t, d), n in in_degree.items() if (dst_type[t], d) in inner}
     assert dict(drawn) == expected
     # the case that tells per-type draws from a shared fanout: nodes with > fanout in-edges of two types
-    rich = collections.Counter(d for (d, _), n in expected.items() if n == fanout)
+    rich = collections.Counter((dst_type[t], d) for (t, d), n in expected.items() if n == fanout)
     assert any(count == 2 for count in rich.values())
 
 

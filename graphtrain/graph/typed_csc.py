@@ -44,11 +44,11 @@ class TypedInCSC:
         ntype_id = {nt: i for i, nt in enumerate(book.ntypes)}
         # rank of each edge type among the in-edge types of its destination node type
         in_rank = np.zeros(len(book.canonical_etypes), dtype=np.int64)
-        self.in_types = np.zeros(len(book.ntypes), dtype=np.int64)  # in-edge types per node type
+        in_types = np.zeros(len(book.ntypes), dtype=np.int64)  # in-edge types per node type
         for etid, (_, _, dst_type) in enumerate(book.canonical_etypes):
-            in_rank[etid] = self.in_types[ntype_id[dst_type]]
-            self.in_types[ntype_id[dst_type]] += 1
-        self.slots = max(int(self.in_types.max()), 1)
+            in_rank[etid] = in_types[ntype_id[dst_type]]
+            in_types[ntype_id[dst_type]] += 1
+        self.slots = max(int(in_types.max()), 1)
 
         indptr, indices, eids = local_graph.adj_tensors("csc")
         num_nodes = local_graph.num_nodes()
@@ -62,9 +62,10 @@ class TypedInCSC:
         np.cumsum(np.bincount(slot, minlength=num_nodes * self.slots), out=slot_indptr[1:])
         graph = dgl.graph(("csc", (torch.from_numpy(slot_indptr), indices.long(), eids.long())))
         self.graph = graph.formats("csc")
-        # per local node and edge: its type and its id within that type
+        # per local node: its number of slots (in-edge types) and its id within its type;
+        # per local edge: its type and its id within that type
         node_type, self.typed_nid = book.map_to_per_ntype(local_graph.ndata[NID])
-        self.node_type = node_type.to(torch.int8)
+        self.node_slots = torch.from_numpy(in_types.astype(np.int8))[node_type.long()]
         self.edge_type = local_graph.edata[ETYPE]
         _, self.typed_eid = book.map_to_per_etype(local_graph.edata[EID])
 
@@ -75,8 +76,8 @@ class TypedInCSC:
         from dgl.sampling.neighbor import _sample_neighbors
 
         local = book.nid2localnid(nodes, book.partid).long()
-        kinds = torch.from_numpy(self.in_types)[self.node_type[local].long()]
-        slot_ids = [local[kinds > r] * self.slots + r for r in range(self.slots)]
+        node_slots = self.node_slots[local]
+        slot_ids = [local[node_slots > r] * self.slots + r for r in range(self.slots)]
         seeds = torch.cat(slot_ids) if self.slots > 1 else slot_ids[0]
         drawn = _sample_neighbors(self.graph, seeds, fanout, _dist_training=True)
         src, slot = drawn.edges()

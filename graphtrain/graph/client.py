@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import os
 import signal
 import tempfile
@@ -62,6 +63,7 @@ def _signal_handlers_kept():
                 raise OSError(ctypes.get_errno(), f"sigaction({signum}) failed")
 
 
+@functools.cache
 def _libc():
     libc = ctypes.CDLL(None, use_errno=True)
     libc.sigaction.argtypes = (ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p)

@@ -1,22 +1,20 @@
-"""Per-edge-type neighbour draws on a DGL partition with the fast homogeneous kernel.
+"""Per-edge-type neighbour draws on a DGL partition, in per-type ids.
 
 A partition's graph is homogeneous: DGL's ``SamplingRequest`` draws ``fanout`` from all
-of a node's in-edges together, and its per-type request (``SamplingRequestEtype``) is
-10-20x slower per node in DGL 2.1.0. ``TypedInCSC`` regroups the partition's in-edges
-by (node, edge type) into one CSC over *slots*: slot ``node * K + r`` holds the node's
-in-edges of its ``r``-th in-edge type (``K`` = most in-edge types of any node type).
-The homogeneous kernel then draws up to ``fanout`` per slot, i.e. per edge type, as
-``dgl.sampling.sample_neighbors`` does on a heterograph.
+of a node's in-edges together, its per-type request (``SamplingRequestEtype``) is
+10-20x slower per node in DGL 2.1.0, and both answer in homogeneous ids that cost the
+client DGL's id map (a fifth of its sampling time, profiled on sport_cloth).
+
+``TypedInCSC`` keeps the in-edges of the partition's own nodes as one CSC per edge type,
+already in the ids the model's side uses: destination = the node's id within its type
+(stored relative to the partition's first id of that type: DGL gives every partition a
+contiguous range per type), source and edge id within their types. DGL's heterograph
+kernel draws up to ``fanout`` per edge type from it, as ``dgl.sampling.sample_neighbors``
+does on a whole heterograph, and answers without a single gather or id translation.
 
 It is built once per partition and process: on each graph server for its partition
 (``server_main``), and in each client for the partition it reads from shared memory.
-DGL numbers a partition's edges type by type, so each node's in-edges (kept in edge
-id order) are already grouped by type and the index shares the partition's arrays,
-adding one int64 per slot; a partition in any other order is regrouped into a copy
-(two more int64 per edge). Draws are answered in per-type ids (edge type, source,
-destination, edge id) from two tables built here (one int64 per edge, nine bytes
-per node), so no one translates DGL's homogeneous ids per batch: DGL's id map took
-a fifth of a client's sampling time (profiled on sport_cloth).
+It holds a copy of the partition's in-edges (two int64 per edge, one per node).
 
 ``TypedSamplingRequest`` is the request the clients send to the servers;
 ``request_class()`` registers it with DGL's RPC (servers and clients both call it).
@@ -26,14 +24,15 @@ from __future__ import annotations
 
 import weakref
 
-import numpy as np
 import torch
 
 SERVICE_ID = 27261  # not among DGL 2.1.0's service ids (6657-6662, 22451-22454, 700001-901241)
 
+EdgeIds = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # (source, destination, edge id), per-type ids
+
 
 class TypedInCSC:
-    """In-edges of one partition, grouped by (destination node, edge type)."""
+    """In-edges of one partition's own nodes, one CSC per edge type, in per-type ids."""
 
     def __init__(self, local_graph, book):
         from dgl import EID, ETYPE, NID
@@ -41,69 +40,99 @@ class TypedInCSC:
         from graphtrain.graph.dgl_compat import import_dgl
 
         dgl = import_dgl()
-        ntype_id = {nt: i for i, nt in enumerate(book.ntypes)}
-        # rank of each edge type among the in-edge types of its destination node type
-        in_rank = np.zeros(len(book.canonical_etypes), dtype=np.int64)
-        in_types = np.zeros(len(book.ntypes), dtype=np.int64)  # in-edge types per node type
-        for etid, (_, _, dst_type) in enumerate(book.canonical_etypes):
-            in_rank[etid] = in_types[ntype_id[dst_type]]
-            in_types[ntype_id[dst_type]] += 1
-        self.slots = max(int(in_types.max()), 1)
+        self.ntypes = list(book.ntypes)
+        self.etypes = list(book.canonical_etypes)  # DGL's edge type ids follow this order
+        node_type, typed_nid = book.map_to_per_ntype(local_graph.ndata[NID])
+        inner = local_graph.ndata["inner_node"].bool()
+        # The partition's own nodes of each type: a contiguous range of per-type ids.
+        self.first_id, self.num_own = {}, {}
+        for t, nt in enumerate(self.ntypes):
+            ids = typed_nid[inner & (node_type == t)]
+            first = int(ids.min()) if len(ids) else 0
+            if len(ids) and int(ids.max()) - first + 1 != len(ids):
+                raise ValueError(f"partition {book.partid}: its {nt!r} nodes are not one range of ids; "
+                                 "was it written by graphtrain partition (DGL's partition_graph)?")
+            self.first_id[nt], self.num_own[nt] = first, len(ids)
 
+        # Every in-edge of an own node, as (type, source, destination, edge id) per-type ids.
         indptr, indices, eids = local_graph.adj_tensors("csc")
-        num_nodes = local_graph.num_nodes()
-        degree = (indptr[1:] - indptr[:-1]).numpy()
-        slot = np.repeat(np.arange(num_nodes, dtype=np.int64) * self.slots, degree)
-        slot += in_rank[local_graph.edata[ETYPE][eids].numpy()]
-        if len(slot) > 1 and np.any(slot[1:] < slot[:-1]):
-            order = torch.from_numpy(np.argsort(slot, kind="stable"))
-            indices, eids = indices[order], eids[order]
-        slot_indptr = np.zeros(num_nodes * self.slots + 1, dtype=np.int64)
-        np.cumsum(np.bincount(slot, minlength=num_nodes * self.slots), out=slot_indptr[1:])
-        graph = dgl.graph(("csc", (torch.from_numpy(slot_indptr), indices.long(), eids.long())))
-        self.graph = graph.formats("csc")
-        # per local node: its number of slots (in-edge types) and its id within its type;
-        # per local edge: its type and its id within that type
-        node_type, self.typed_nid = book.map_to_per_ntype(local_graph.ndata[NID])
-        self.node_slots = torch.from_numpy(in_types.astype(np.int8))[node_type.long()]
-        self.edge_type = local_graph.edata[ETYPE]
-        _, self.typed_eid = book.map_to_per_etype(local_graph.edata[EID])
+        dst = torch.repeat_interleave(torch.arange(local_graph.num_nodes()), indptr[1:] - indptr[:-1])
+        keep = inner[dst]
+        dst, src, eids = dst[keep], indices[keep].long(), eids[keep].long()
+        etype = local_graph.edata[ETYPE][eids].long()
+        _, typed_eid = book.map_to_per_etype(local_graph.edata[EID][eids])
+        src, dst = typed_nid[src], typed_nid[dst]
+        del keep, eids
 
-    def sample(self, book, nodes: torch.Tensor, fanout: int) -> "TypedDraw":
-        """Up to ``fanout`` in-edges of each edge type of every node in ``nodes`` (global
-        homogeneous ids, all in this partition), drawn uniformly without replacement."""
-        from dgl import EID
-        from dgl.sampling.neighbor import _sample_neighbors
+        relations, num_src = {}, {}
+        for etid, (src_t, rel, dst_t) in enumerate(self.etypes):
+            rows = torch.nonzero(etype == etid).squeeze(1)
+            dst_local = dst[rows] - self.first_id[dst_t]
+            order = torch.argsort(dst_local, stable=True)
+            rows = rows[order]
+            type_indptr = torch.zeros(self.num_own[dst_t] + 1, dtype=torch.int64)
+            torch.cumsum(torch.bincount(dst_local, minlength=self.num_own[dst_t]), 0, out=type_indptr[1:])
+            # The CSC's edge-id array holds per-type edge ids: the kernel hands them back as drawn.
+            relations[_src(src_t), rel, _dst(dst_t)] = ("csc", (type_indptr, src[rows], typed_eid[rows]))
+            num_src[src_t] = max(num_src.get(src_t, 0), int(src[rows].max()) + 1 if len(rows) else 0)
+        num_nodes = {_dst(nt): self.num_own[nt] for nt in self.ntypes}
+        num_nodes.update({_src(nt): num_src.get(nt, 0) for nt in self.ntypes})
+        self.graph = dgl.heterograph(relations, num_nodes_dict=num_nodes).formats("csc")
+        self._graph_etype = [self.graph.get_etype_id((_src(s), rel, _dst(d))) for s, rel, d in self.etypes]
+        self._no_probabilities = [dgl.ndarray.array([], ctx=dgl.ndarray.cpu())] * len(self.graph.etypes)
+        self._empty = torch.zeros(0, dtype=torch.int64)
 
-        local = book.nid2localnid(nodes, book.partid).long()
-        node_slots = self.node_slots[local]
-        slot_ids = [local[node_slots > r] * self.slots + r for r in range(self.slots)]
-        seeds = torch.cat(slot_ids) if self.slots > 1 else slot_ids[0]
-        drawn = _sample_neighbors(self.graph, seeds, fanout, _dist_training=True)
-        src, slot = drawn.edges()
-        dst = torch.div(slot, self.slots, rounding_mode="floor")
-        eids = drawn.edata[EID]
-        # index_select: 2-3x faster than tensor[ids] for these 1e5-long gathers
-        return TypedDraw(
-            torch.index_select(self.edge_type, 0, eids),
-            torch.index_select(self.typed_nid, 0, src),
-            torch.index_select(self.typed_nid, 0, dst),
-            torch.index_select(self.typed_eid, 0, eids),
-        )
+    def sample(self, nodes: dict[str, torch.Tensor], fanout: int) -> "TypedDraw":
+        """Up to ``fanout`` in-edges of each edge type of every node in ``nodes`` (per-type
+        ids by node type, all of this partition), drawn uniformly without replacement."""
+        from dgl import backend as F
+        from dgl.sampling.neighbor import _CAPI_DGLSampleNeighbors
+
+        seeds = []
+        for graph_ntype in self.graph.ntypes:
+            kind, nt = graph_ntype.split(":", 1)
+            ids = nodes.get(nt) if kind == "dst" else None
+            if ids is None or not len(ids):
+                seeds.append(F.to_dgl_nd(self._empty))
+                continue
+            local = ids - self.first_id[nt]
+            if int(local.min()) < 0 or int(local.max()) >= self.num_own[nt]:
+                raise ValueError(f"asked for {nt!r} nodes outside this partition's ids "
+                                 f"{self.first_id[nt]}..{self.first_id[nt] + self.num_own[nt] - 1}")
+            seeds.append(F.to_dgl_nd(local))
+        fanouts = F.to_dgl_nd(torch.full((len(self.graph.etypes),), int(fanout), dtype=torch.int64))
+        # dgl.sampling.sample_neighbors minus its DGLGraph wrapping (0.3-0.5 ms a call):
+        # its C kernel, DGL 2.1.0's signature (tests/graph/test_typed_csc.py checks the draws).
+        drawn = _CAPI_DGLSampleNeighbors(self.graph._graph, seeds, fanouts, "in", self._no_probabilities, [], False)
+        edge_ids = drawn.induced_edges
+        edges = []
+        for (_, _, dst_t), graph_etype in zip(self.etypes, self._graph_etype):
+            src, dst, _ = drawn.graph.edges(graph_etype)
+            edges.append((src, dst + self.first_id[dst_t], edge_ids[graph_etype]))
+        return TypedDraw(edges)
+
+
+def _src(ntype: str) -> str:
+    return f"src:{ntype}"
+
+
+def _dst(ntype: str) -> str:
+    return f"dst:{ntype}"
 
 
 class TypedDraw:
-    """Drawn edges in per-type ids: edge type id (DGL's order of canonical edge types),
-    then source, destination and edge id within their types. Also the RPC response."""
+    """Drawn edges: (source, destination, edge id) in per-type ids for each edge type, in
+    DGL's order of canonical edge types. Also the RPC response."""
 
-    def __init__(self, etype: torch.Tensor, src: torch.Tensor, dst: torch.Tensor, eid: torch.Tensor):
-        self.etype, self.src, self.dst, self.eid = etype, src, dst, eid
+    def __init__(self, edges: list[EdgeIds]):
+        self.edges = edges
 
     def __getstate__(self):
-        return self.etype, self.src, self.dst, self.eid
+        # A flat tuple: DGL's RPC sends top-level tensors without pickling them.
+        return tuple(array for triple in self.edges for array in triple)
 
     def __setstate__(self, state):
-        self.etype, self.src, self.dst, self.eid = state
+        self.edges = [tuple(state[i:i + 3]) for i in range(0, len(state), 3)]
 
 
 _BUILT: "weakref.WeakKeyDictionary[object, TypedInCSC]" = weakref.WeakKeyDictionary()
@@ -140,22 +169,23 @@ def _define_and_register() -> type:
         """A ``TypedDraw`` sent back by a graph server."""
 
     class TypedSamplingRequest(rpc.Request):
-        """Ask a graph server for up to ``fanout`` in-edges per edge type of ``nodes``."""
+        """Ask a graph server for up to ``fanout`` in-edges per edge type of ``nodes``
+        (per-type ids, one tensor per node type in the partition book's order)."""
 
-        def __init__(self, nodes: torch.Tensor, fanout: int):
-            self.nodes = nodes
+        def __init__(self, nodes: tuple[torch.Tensor, ...], fanout: int):
+            self.nodes = tuple(nodes)
             self.fanout = fanout
 
         def __getstate__(self):
-            return self.nodes, self.fanout
+            return (self.fanout, *self.nodes)
 
         def __setstate__(self, state):
-            self.nodes, self.fanout = state
+            self.fanout, self.nodes = state[0], state[1:]
 
         def process_request(self, server_state):
             book = server_state.partition_book
-            draw = typed_in_csc(server_state.graph, book).sample(book, self.nodes, self.fanout)
-            return TypedSamplingResponse(draw.etype, draw.src, draw.dst, draw.eid)
+            draw = typed_in_csc(server_state.graph, book).sample(dict(zip(book.ntypes, self.nodes)), self.fanout)
+            return TypedSamplingResponse(draw.edges)
 
     rpc.register_service(SERVICE_ID, TypedSamplingRequest, TypedSamplingResponse)
     return TypedSamplingRequest

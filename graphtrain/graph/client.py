@@ -16,6 +16,7 @@ from graphtrain.graph.dgl_compat import import_dgl
 from graphtrain.graph.partition import PART_CONFIG, IdMapping, read_info
 from graphtrain.graph.sampling import DistGraphSource
 from graphtrain.graph.servers import ServerEndpoints
+from graphtrain.graph.typed_csc import typed_in_csc
 
 DGL_CLIENT_ENV = {
     "DGL_ROLE": "client",
@@ -106,6 +107,8 @@ def dist_graph_client(endpoints: ServerEndpoints, partitions_uri: str) -> Iterat
                 f"the DistGraph client on the node of partition {local}'s server mapped partition "
                 f"{source.local_partition} from shared memory; is another run using graph name {name!r}?"
             )
+        if graph.local_partition is not None:  # its index now, not in the first batch
+            typed_in_csc(graph.local_partition, graph.get_partition_book())
         yield source
     finally:
         dgl.distributed.exit_client()

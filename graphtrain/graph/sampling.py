@@ -19,6 +19,7 @@ import torch
 from graphtrain.graph.batch import DomainPairs, Etype, LayerEdges, MiniBatch
 from graphtrain.graph.dgl_compat import import_dgl
 from graphtrain.graph.dist_neighbors import SampledEdges, sample_in_neighbors
+from graphtrain.graph.kernel import sample_in_edges
 from graphtrain.graph.names import USER, canonical_etypes, etype_domain, forward_etype, item_type, reverse_etype
 
 
@@ -61,14 +62,12 @@ class LocalGraphSource:
         self._dgl = import_dgl()
 
     def sample_neighbors(self, seeds, fanout):
-        dgl = self._dgl
-        frontier = dgl.sampling.sample_neighbors(self.graph, {nt: torch.from_numpy(ids) for nt, ids in seeds.items()}, fanout)
-        sampled = {}
-        for etype in frontier.canonical_etypes:
-            if frontier.num_edges(etype):
-                src, dst = frontier.edges(etype=etype)
-                sampled[etype] = (src.numpy(), dst.numpy(), frontier.edges[etype].data[dgl.EID].numpy())
-        return sampled
+        drawn = sample_in_edges(self.graph, {nt: torch.from_numpy(ids) for nt, ids in seeds.items()}, fanout)
+        return {
+            etype: (src.numpy(), dst.numpy(), eid.numpy())
+            for etype, (src, dst, eid) in zip(self.graph.canonical_etypes, drawn)
+            if len(src)
+        }
 
     def num_nodes(self, ntype):
         return self.graph.num_nodes(ntype)

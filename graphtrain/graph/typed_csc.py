@@ -13,8 +13,9 @@ kernel draws up to ``fanout`` per edge type from it, as ``dgl.sampling.sample_ne
 does on a whole heterograph, and answers without a single gather or id translation.
 
 It is built once per partition and process: on each graph server for its partition
-(``server_main``), and in each client for the partition it reads from shared memory.
-It holds a copy of the partition's in-edges (two int64 per edge, one per node).
+(``server_main``), and in each client, as it connects, for the partition it reads from
+shared memory. It holds a copy of the partition's in-edges (two int64 per edge, one per
+node), built one edge type at a time.
 
 ``TypedSamplingRequest`` is the request the clients send to the servers;
 ``request_class()`` registers it with DGL's RPC (servers and clients both call it).
@@ -26,10 +27,9 @@ import weakref
 
 import torch
 
+from graphtrain.graph.kernel import EdgeTensors, sample_in_edges
+
 SERVICE_ID = 27261  # not among DGL 2.1.0's service ids (6657-6662, 22451-22454, 700001-901241)
-
-EdgeIds = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # (source, destination, edge id), per-type ids
-
 
 class TypedInCSC:
     """In-edges of one partition's own nodes, one CSC per edge type, in per-type ids."""
@@ -54,62 +54,48 @@ class TypedInCSC:
                                  "was it written by graphtrain partition (DGL's partition_graph)?")
             self.first_id[nt], self.num_own[nt] = first, len(ids)
 
-        # Every in-edge of an own node, as (type, source, destination, edge id) per-type ids.
+        # One edge type at a time, so the build's temporaries stay near one type's edges.
         indptr, indices, eids = local_graph.adj_tensors("csc")
-        dst = torch.repeat_interleave(torch.arange(local_graph.num_nodes()), indptr[1:] - indptr[:-1])
-        keep = inner[dst]
-        dst, src, eids = dst[keep], indices[keep].long(), eids[keep].long()
-        etype = local_graph.edata[ETYPE][eids].long()
-        _, typed_eid = book.map_to_per_etype(local_graph.edata[EID][eids])
-        src, dst = typed_nid[src], typed_nid[dst]
-        del keep, eids
-
+        etype_at = local_graph.edata[ETYPE][eids]  # edge type at each CSC position
         relations, num_src = {}, {}
         for etid, (src_t, rel, dst_t) in enumerate(self.etypes):
-            rows = torch.nonzero(etype == etid).squeeze(1)
-            dst_local = dst[rows] - self.first_id[dst_t]
-            order = torch.argsort(dst_local, stable=True)
-            rows = rows[order]
+            rows = torch.nonzero(etype_at == etid).squeeze(1)
+            dst = torch.searchsorted(indptr, rows, right=True) - 1  # local node owning each position
+            rows, dst = rows[inner[dst]], dst[inner[dst]]  # in-edges of own nodes only
+            dst = typed_nid[dst] - self.first_id[dst_t]
+            src = typed_nid[indices[rows].long()]
+            _, edge_id = book.map_to_per_etype(local_graph.edata[EID][eids[rows].long()])
+            if len(dst) > 1 and bool((dst[1:] < dst[:-1]).any()):  # DGL's CSC keeps them sorted
+                order = torch.argsort(dst, stable=True)
+                dst, src, edge_id = dst[order], src[order], edge_id[order]
             type_indptr = torch.zeros(self.num_own[dst_t] + 1, dtype=torch.int64)
-            torch.cumsum(torch.bincount(dst_local, minlength=self.num_own[dst_t]), 0, out=type_indptr[1:])
+            torch.cumsum(torch.bincount(dst, minlength=self.num_own[dst_t]), 0, out=type_indptr[1:])
             # The CSC's edge-id array holds per-type edge ids: the kernel hands them back as drawn.
-            relations[_src(src_t), rel, _dst(dst_t)] = ("csc", (type_indptr, src[rows], typed_eid[rows]))
-            num_src[src_t] = max(num_src.get(src_t, 0), int(src[rows].max()) + 1 if len(rows) else 0)
+            relations[_src(src_t), rel, _dst(dst_t)] = ("csc", (type_indptr, src, edge_id))
+            num_src[src_t] = max(num_src.get(src_t, 0), int(src.max()) + 1 if len(src) else 0)
+        del etype_at
         num_nodes = {_dst(nt): self.num_own[nt] for nt in self.ntypes}
         num_nodes.update({_src(nt): num_src.get(nt, 0) for nt in self.ntypes})
         self.graph = dgl.heterograph(relations, num_nodes_dict=num_nodes).formats("csc")
         self._graph_etype = [self.graph.get_etype_id((_src(s), rel, _dst(d))) for s, rel, d in self.etypes]
-        self._no_probabilities = [dgl.ndarray.array([], ctx=dgl.ndarray.cpu())] * len(self.graph.etypes)
-        self._empty = torch.zeros(0, dtype=torch.int64)
 
     def sample(self, nodes: dict[str, torch.Tensor], fanout: int) -> "TypedDraw":
         """Up to ``fanout`` in-edges of each edge type of every node in ``nodes`` (per-type
         ids by node type, all of this partition), drawn uniformly without replacement."""
-        from dgl import backend as F
-        from dgl.sampling.neighbor import _CAPI_DGLSampleNeighbors
-
-        seeds = []
-        for graph_ntype in self.graph.ntypes:
-            kind, nt = graph_ntype.split(":", 1)
-            ids = nodes.get(nt) if kind == "dst" else None
-            if ids is None or not len(ids):
-                seeds.append(F.to_dgl_nd(self._empty))
+        seeds = {}
+        for nt, ids in nodes.items():
+            if not len(ids):
                 continue
             local = ids - self.first_id[nt]
             if int(local.min()) < 0 or int(local.max()) >= self.num_own[nt]:
                 raise ValueError(f"asked for {nt!r} nodes outside this partition's ids "
                                  f"{self.first_id[nt]}..{self.first_id[nt] + self.num_own[nt] - 1}")
-            seeds.append(F.to_dgl_nd(local))
-        fanouts = F.to_dgl_nd(torch.full((len(self.graph.etypes),), int(fanout), dtype=torch.int64))
-        # dgl.sampling.sample_neighbors minus its DGLGraph wrapping (0.3-0.5 ms a call):
-        # its C kernel, DGL 2.1.0's signature (tests/graph/test_typed_csc.py checks the draws).
-        drawn = _CAPI_DGLSampleNeighbors(self.graph._graph, seeds, fanouts, "in", self._no_probabilities, [], False)
-        edge_ids = drawn.induced_edges
-        edges = []
-        for (_, _, dst_t), graph_etype in zip(self.etypes, self._graph_etype):
-            src, dst, _ = drawn.graph.edges(graph_etype)
-            edges.append((src, dst + self.first_id[dst_t], edge_ids[graph_etype]))
-        return TypedDraw(edges)
+            seeds[_dst(nt)] = local
+        drawn = sample_in_edges(self.graph, seeds, fanout)
+        return TypedDraw([
+            (src, dst + self.first_id[dst_t], eid)
+            for (src, dst, eid), (_, _, dst_t) in zip((drawn[i] for i in self._graph_etype), self.etypes)
+        ])
 
 
 def _src(ntype: str) -> str:
@@ -124,7 +110,7 @@ class TypedDraw:
     """Drawn edges: (source, destination, edge id) in per-type ids for each edge type, in
     DGL's order of canonical edge types. Also the RPC response."""
 
-    def __init__(self, edges: list[EdgeIds]):
+    def __init__(self, edges: list[EdgeTensors]):
         self.edges = edges
 
     def __getstate__(self):

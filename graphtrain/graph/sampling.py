@@ -60,6 +60,8 @@ class LocalGraphSource:
     def __init__(self, graph):
         self.graph = graph
         self._dgl = import_dgl()
+        for etype in graph.canonical_etypes:  # the CSC the kernel reads: built now, not in the first batch
+            graph.adj_tensors("csc", etype)
 
     def sample_neighbors(self, seeds, fanout):
         drawn = sample_in_edges(self.graph, {nt: torch.from_numpy(ids) for nt, ids in seeds.items()}, fanout)

@@ -4,7 +4,8 @@
 node and edge frames; reading the edges back costs 0.3-0.5 ms a call (measured on a
 sport_cloth partition), as much as drawing 3,000 nodes. ``sample_in_edges`` calls the
 kernel of DGL 2.1.0 (the only DGL on PyPI) and returns the drawn edges as tensors;
-``tests/graph/test_typed_csc.py`` and ``tests/graph/test_sampling.py`` check its draws.
+``tests/graph/test_kernel.py`` checks its draws and signature, ``test_typed_csc.py`` and
+``test_sampling.py`` its two callers.
 """
 
 from __future__ import annotations

@@ -31,6 +31,7 @@ from graphtrain.graph.kernel import EdgeTensors, sample_in_edges
 
 SERVICE_ID = 27261  # not among DGL 2.1.0's service ids (6657-6662, 22451-22454, 700001-901241)
 
+
 class TypedInCSC:
     """In-edges of one partition's own nodes, one CSC per edge type, in per-type ids."""
 
@@ -40,13 +41,13 @@ class TypedInCSC:
         from graphtrain.graph.dgl_compat import import_dgl
 
         dgl = import_dgl()
-        self.ntypes = list(book.ntypes)
+        ntypes = list(book.ntypes)
         self.etypes = list(book.canonical_etypes)  # DGL's edge type ids follow this order
         node_type, typed_nid = book.map_to_per_ntype(local_graph.ndata[NID])
         inner = local_graph.ndata["inner_node"].bool()
         # The partition's own nodes of each type: a contiguous range of per-type ids.
         self.first_id, self.num_own = {}, {}
-        for t, nt in enumerate(self.ntypes):
+        for t, nt in enumerate(ntypes):
             ids = typed_nid[inner & (node_type == t)]
             first = int(ids.min()) if len(ids) else 0
             if len(ids) and int(ids.max()) - first + 1 != len(ids):
@@ -61,7 +62,8 @@ class TypedInCSC:
         for etid, (src_t, rel, dst_t) in enumerate(self.etypes):
             rows = torch.nonzero(etype_at == etid).squeeze(1)
             dst = torch.searchsorted(indptr, rows, right=True) - 1  # local node owning each position
-            rows, dst = rows[inner[dst]], dst[inner[dst]]  # in-edges of own nodes only
+            own = inner[dst]  # in-edges of own nodes only
+            rows, dst = rows[own], dst[own]
             dst = typed_nid[dst] - self.first_id[dst_t]
             src = typed_nid[indices[rows].long()]
             _, edge_id = book.map_to_per_etype(local_graph.edata[EID][eids[rows].long()])
@@ -74,8 +76,8 @@ class TypedInCSC:
             relations[_src(src_t), rel, _dst(dst_t)] = ("csc", (type_indptr, src, edge_id))
             num_src[src_t] = max(num_src.get(src_t, 0), int(src.max()) + 1 if len(src) else 0)
         del etype_at
-        num_nodes = {_dst(nt): self.num_own[nt] for nt in self.ntypes}
-        num_nodes.update({_src(nt): num_src.get(nt, 0) for nt in self.ntypes})
+        num_nodes = {_dst(nt): self.num_own[nt] for nt in ntypes}
+        num_nodes.update({_src(nt): num_src.get(nt, 0) for nt in ntypes})
         self.graph = dgl.heterograph(relations, num_nodes_dict=num_nodes).formats("csc")
         self._graph_etype = [self.graph.get_etype_id((_src(s), rel, _dst(d))) for s, rel, d in self.etypes]
 

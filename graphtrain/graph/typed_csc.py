@@ -89,7 +89,8 @@ class TypedInCSC:
             if not len(ids):
                 continue
             local = ids - self.first_id[nt]
-            if int(local.min()) < 0 or int(local.max()) >= self.num_own[nt]:
+            low, high = torch.aminmax(local)
+            if int(low) < 0 or int(high) >= self.num_own[nt]:
                 raise ValueError(f"asked for {nt!r} nodes outside this partition's ids "
                                  f"{self.first_id[nt]}..{self.first_id[nt] + self.num_own[nt] - 1}")
             seeds[_dst(nt)] = local
@@ -116,11 +117,28 @@ class TypedDraw:
         self.edges = edges
 
     def __getstate__(self):
-        # A flat tuple: DGL's RPC sends top-level tensors without pickling them.
-        return tuple(array for triple in self.edges for array in triple)
+        return pack([array for triple in self.edges for array in triple])
 
     def __setstate__(self, state):
-        self.edges = [tuple(state[i:i + 3]) for i in range(0, len(state), 3)]
+        arrays = unpack(state)
+        self.edges = [tuple(arrays[i:i + 3]) for i in range(0, len(arrays), 3)]
+
+
+def pack(arrays: list[torch.Tensor]) -> torch.Tensor:
+    """1-D int64 arrays as one int64 tensor: their count, their lengths, then each in turn.
+
+    DGL's RPC sends a message's tensors without pickling them, but converts each one
+    through DLPack on both sides: a 12-array answer cost the client about 0.4 ms a
+    request in conversions (cProfile, sport_cloth). One tensor costs one conversion.
+    """
+    lengths = torch.tensor([len(array) for array in arrays], dtype=torch.int64)
+    return torch.cat([torch.tensor([len(arrays)], dtype=torch.int64), lengths, *arrays])
+
+
+def unpack(packed: torch.Tensor) -> list[torch.Tensor]:
+    """The arrays of ``pack``, as views of ``packed``."""
+    count = int(packed[0])
+    return list(torch.split(packed[1 + count:], packed[1:1 + count].tolist()))
 
 
 _BUILT: "weakref.WeakKeyDictionary[object, TypedInCSC]" = weakref.WeakKeyDictionary()
@@ -165,10 +183,11 @@ def _define_and_register() -> type:
             self.fanout = fanout
 
         def __getstate__(self):
-            return (self.fanout, *self.nodes)
+            return pack([torch.tensor([self.fanout], dtype=torch.int64), *self.nodes])
 
         def __setstate__(self, state):
-            self.fanout, self.nodes = state[0], state[1:]
+            fanout, *nodes = unpack(state)
+            self.fanout, self.nodes = int(fanout), tuple(nodes)
 
         def process_request(self, server_state):
             book = server_state.partition_book

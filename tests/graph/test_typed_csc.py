@@ -91,3 +91,16 @@ def test_refuses_nodes_of_another_partition(loaded_partition):
     outside = torch.tensor([index.first_id[ntype] + index.num_own[ntype]])
     with pytest.raises(ValueError, match="outside this partition"):
         index.sample({ntype: outside}, 3)
+
+
+def test_pack_round_trips_arrays_including_empty_ones():
+    """The RPC wire format: many arrays as one tensor, read back as views."""
+    from graphtrain.graph.typed_csc import pack, unpack
+
+    arrays = [torch.tensor([3, 1, 2]), torch.zeros(0, dtype=torch.int64), torch.tensor([7]), torch.zeros(0, dtype=torch.int64)]
+    packed = pack(arrays)
+    assert packed.dtype == torch.int64 and packed.dim() == 1
+    back = unpack(packed)
+    assert len(back) == len(arrays)
+    assert all(torch.equal(a, b) for a, b in zip(arrays, back))
+    assert unpack(pack([])) == []

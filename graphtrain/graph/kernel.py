@@ -28,6 +28,8 @@ def sample_in_edges(graph, seeds: dict[str, torch.Tensor], fanout: int) -> list[
     from dgl.heterograph_index import _CAPI_DGLHeteroEdges, _CAPI_DGLHeteroSubgraphGetInducedEdges
     from dgl.sampling.neighbor import _CAPI_DGLSampleNeighbors
 
+    if graph.idtype != torch.int64:  # the cached empty arrays below are int64
+        raise ValueError(f"sample_in_edges needs a graph with int64 ids, not {graph.idtype}: convert it with graph.long()")
     ntypes = graph.ntypes
     etypes = graph.canonical_etypes
     no_seeds = _empty_nd()

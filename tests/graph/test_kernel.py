@@ -2,6 +2,7 @@
 
 import collections
 
+import pytest
 import torch
 
 from graphtrain.graph.build import train_graph
@@ -35,3 +36,9 @@ def test_draws_only_for_the_given_node_types(tiny_dataset):
             assert set(dst.tolist()) <= {0, 1, 2}
         else:
             assert len(src) == 0
+
+
+def test_refuses_a_graph_with_int32_ids(tiny_dataset):
+    graph = train_graph(tiny_dataset).int()
+    with pytest.raises(ValueError, match="int64"):
+        sample_in_edges(graph, {USER: torch.tensor([0])}, 2)

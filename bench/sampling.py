@@ -16,7 +16,7 @@ edges/s row (edges of all layers' blocks) shows it.
 Partitions are METIS up to ``--metis-max-edges`` train edges and random above (METIS
 on the 1.29M-edge generated graph already peaked at 10.8 GB).
 
-    python bench/sampling.py [--graphs sport_cloth generated:2000000 generated:15500000] [--batches 40]
+    python bench/sampling.py [--graphs sport_cloth generated:2000000 generated:15500000] [--batches 100]
 
 (the default graphs; generated:N is N log rows, about 0.65 N train edges).
 """
@@ -283,7 +283,7 @@ def main(argv=None) -> None:
     parser.add_argument("--graphs", nargs="+", default=default_graphs)
     parser.add_argument("--batch-size", type=int, default=1024)
     parser.add_argument("--fanouts", type=lambda t: tuple(int(x) for x in t.split(",")), default=(10, 10))
-    parser.add_argument("--batches", type=int, default=40, help="batches timed per sampler")
+    parser.add_argument("--batches", type=int, default=100, help="batches timed per sampler (40 proved too short a window here)")
     parser.add_argument("--metis-max-edges", type=int, default=2_000_000, help="random partitions above this many train edges")
     parser.add_argument("--name", default="sampling", help="results in bench/results/<name>.json")
     args = parser.parse_args(argv)

@@ -4,7 +4,7 @@
 node and edge frames; reading the edges back costs 0.3-0.5 ms a call (measured on a
 sport_cloth partition), as much as drawing 3,000 nodes. ``sample_in_edges`` calls the
 kernel of DGL 2.1.0 (the only DGL on PyPI) and reads back only the arrays it needs, of
-the edge types it drew: 0.12 ms a call for one node where DGL's own accessors took 0.46
+the edge types it drew: 0.14 ms a call for one node where DGL's own accessors took 0.46
 (sport_cloth partition, 4 edge types). ``tests/graph/test_kernel.py`` checks its draws
 and signature, ``test_typed_csc.py`` and ``test_sampling.py`` its two callers.
 """

@@ -26,7 +26,8 @@ import torch
 
 from graphtrain.graph.batch import Etype
 
-SampledEdges = dict[Etype, tuple[np.ndarray, np.ndarray, np.ndarray]]  # (src, dst, edge id), per-type graph ids
+_NUMPY_DTYPE = {torch.int32: np.int32, torch.int64: np.int64}
+SampledEdges = dict[Etype, tuple[np.ndarray, np.ndarray, np.ndarray]]  # (src, dst, edge id), per-type graph ids (int32 or int64)
 
 
 def sample_in_neighbors(dist_graph, seeds: dict[str, np.ndarray], fanout: int) -> SampledEdges:
@@ -34,15 +35,17 @@ def sample_in_neighbors(dist_graph, seeds: dict[str, np.ndarray], fanout: int) -
     without replacement."""
     from dgl.distributed.rpc import recv_responses, send_requests_to_machine
 
-    from graphtrain.graph.typed_csc import request_class, typed_in_csc
+    from graphtrain.graph.typed_csc import id_dtype, request_class, typed_in_csc
 
     book = dist_graph.get_partition_book()
     num_parts = book.num_partitions()
+    dtype = id_dtype(book)  # the servers' and this process's CSCs', and the answers' id type
     # Each partition's seeds, per node type; every partition holds a range of each type's ids.
     by_partition: list[dict[str, torch.Tensor]] = [{} for _ in range(num_parts)]
     for nt, ids in seeds.items():
         if not len(ids):
             continue
+        ids = ids.astype(_NUMPY_DTYPE[dtype], copy=False)
         if num_parts == 1:
             by_partition[0][nt] = torch.from_numpy(ids)
             continue
@@ -52,7 +55,7 @@ def sample_in_neighbors(dist_graph, seeds: dict[str, np.ndarray], fanout: int) -
             if len(in_pid):
                 by_partition[pid][nt] = torch.from_numpy(in_pid)
     local_partition = book.partid if dist_graph.local_partition is not None else None
-    empty = torch.zeros(0, dtype=torch.int64)
+    empty = torch.zeros(0, dtype=dtype)
     requests = [
         (pid, request_class()(tuple(nodes.get(nt, empty) for nt in book.ntypes), fanout))
         for pid, nodes in enumerate(by_partition)

@@ -5,8 +5,9 @@ node and edge frames; reading the edges back costs 0.3-0.5 ms a call (measured o
 sport_cloth partition), as much as drawing 3,000 nodes. ``sample_in_edges`` calls the
 kernel of DGL 2.1.0 (the only DGL on PyPI) and reads back only the arrays it needs, of
 the edge types it drew: 0.14 ms a call for one node where DGL's own accessors took 0.46
-(sport_cloth partition, 4 edge types). ``tests/graph/test_kernel.py`` checks its draws
-and signature, ``test_typed_csc.py`` and ``test_sampling.py`` its two callers.
+(sport_cloth partition, 4 edge types). It draws on int32 or int64 graphs and answers in
+the graph's id type. ``tests/graph/test_kernel.py`` checks its draws and signature,
+``test_typed_csc.py`` and ``test_sampling.py`` its two callers.
 """
 
 from __future__ import annotations
@@ -16,24 +17,22 @@ import functools
 import torch
 
 EdgeTensors = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # (source, destination, edge id)
-_NO_EDGES = torch.zeros(0, dtype=torch.int64)
 
 
 def sample_in_edges(graph, seeds: dict[str, torch.Tensor], fanout: int) -> list[EdgeTensors]:
-    """Up to ``fanout`` in-edges of each edge type of every seed (int64 ids by node type
-    of ``graph``), drawn uniformly without replacement, for each of ``graph``'s canonical
+    """Up to ``fanout`` in-edges of each edge type of every seed (ids by node type of
+    ``graph``), drawn uniformly without replacement, for each of ``graph``'s canonical
     edge types in order (empty for types into a node type without seeds). Edge ids are
-    the values of the graph's CSC edge-id array."""
+    the values of the graph's CSC edge-id array; every id is of the graph's id type."""
     from dgl import backend as F
     from dgl.heterograph_index import _CAPI_DGLHeteroEdges, _CAPI_DGLHeteroSubgraphGetInducedEdges
     from dgl.sampling.neighbor import _CAPI_DGLSampleNeighbors
 
-    if graph.idtype != torch.int64:  # the cached empty arrays below are int64
-        raise ValueError(f"sample_in_edges needs a graph with int64 ids, not {graph.idtype}: convert it with graph.long()")
+    idtype = graph.idtype
     ntypes = graph.ntypes
     etypes = graph.canonical_etypes
-    no_seeds = _empty_nd()
-    nodes = [F.to_dgl_nd(seeds[nt].to(torch.int64)) if nt in seeds else no_seeds for nt in ntypes]
+    no_seeds = _empty_nd(idtype)
+    nodes = [F.to_dgl_nd(seeds[nt].to(idtype)) if nt in seeds else no_seeds for nt in ntypes]
     drawn = _CAPI_DGLSampleNeighbors(graph._graph, nodes, _fanouts(len(etypes), int(fanout)), "in",
                                      _no_probabilities(len(etypes)), [], False)
     # Each accessor below is an FFI call (2-10 us); read only the drawn types' src, dst and ids.
@@ -41,7 +40,8 @@ def sample_in_edges(graph, seeds: dict[str, torch.Tensor], fanout: int) -> list[
     edges = []
     for etype, (_, _, dst_type) in enumerate(etypes):
         if dst_type not in seeds:
-            edges.append((_NO_EDGES, _NO_EDGES, _NO_EDGES))
+            no_edges = _no_edges(idtype)
+            edges.append((no_edges, no_edges, no_edges))
             continue
         if induced is None:
             induced = _CAPI_DGLHeteroSubgraphGetInducedEdges(drawn)
@@ -51,10 +51,15 @@ def sample_in_edges(graph, seeds: dict[str, torch.Tensor], fanout: int) -> list[
 
 
 @functools.cache
-def _empty_nd():
+def _no_edges(idtype: torch.dtype) -> torch.Tensor:
+    return torch.zeros(0, dtype=idtype)
+
+
+@functools.cache
+def _empty_nd(idtype: torch.dtype):
     from dgl import backend as F
 
-    return F.to_dgl_nd(_NO_EDGES)
+    return F.to_dgl_nd(_no_edges(idtype))
 
 
 @functools.cache

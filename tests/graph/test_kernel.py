@@ -10,13 +10,16 @@ from graphtrain.graph.kernel import sample_in_edges
 from graphtrain.graph.names import USER
 
 
-def test_draws_min_of_fanout_and_in_degree_per_edge_type_of_true_edges(tiny_dataset):
+@pytest.mark.parametrize("idtype", [torch.int64, torch.int32])
+def test_draws_min_of_fanout_and_in_degree_per_edge_type_of_true_edges(tiny_dataset, idtype):
     graph = train_graph(tiny_dataset)
+    graph = graph.long() if idtype == torch.int64 else graph.int()
     fanout = 3
-    seeds = {nt: torch.arange(graph.num_nodes(nt)) for nt in graph.ntypes}
+    seeds = {nt: torch.arange(graph.num_nodes(nt)) for nt in graph.ntypes}  # int64 seeds, whatever the graph's id type
     drawn = sample_in_edges(graph, seeds, fanout)
     assert len(drawn) == len(graph.canonical_etypes)
     for etype, (src, dst, eid) in zip(graph.canonical_etypes, drawn):
+        assert src.dtype == dst.dtype == eid.dtype == idtype
         true_src, true_dst = graph.find_edges(eid, etype=etype)
         assert torch.equal(src, true_src) and torch.equal(dst, true_dst)
         assert len(set(eid.tolist())) == len(eid)  # without replacement
@@ -37,8 +40,3 @@ def test_draws_only_for_the_given_node_types(tiny_dataset):
         else:
             assert len(src) == 0
 
-
-def test_refuses_a_graph_with_int32_ids(tiny_dataset):
-    graph = train_graph(tiny_dataset).int()
-    with pytest.raises(ValueError, match="int64"):
-        sample_in_edges(graph, {USER: torch.tensor([0])}, 2)

@@ -47,6 +47,7 @@ def _check_draws(graph, book, index, fanout):
     edges = _typed_edges(graph, book)
     drawn = collections.Counter()
     for t, (src, dst, eid) in enumerate(draw.edges):
+        assert src.dtype == dst.dtype == eid.dtype == index.idtype
         for s, d, e in zip(src.tolist(), dst.tolist(), eid.tolist()):
             assert edges[t, e] == (s, d)
             drawn[t, d] += 1
@@ -63,7 +64,31 @@ def _check_draws(graph, book, index, fanout):
 
 def test_draws_the_fanout_per_edge_type(loaded_partition):
     graph, book = loaded_partition
-    _check_draws(graph, book, TypedInCSC(graph, book), fanout=3)
+    index = TypedInCSC(graph, book)
+    assert index.idtype == torch.int32  # the tiny graph's ids fit
+    _check_draws(graph, book, index, fanout=3)
+
+
+class _BookWithTotals:
+    """The two totals ``id_dtype`` reads; a graph of 2**31 nodes cannot be built here."""
+
+    def __init__(self, nodes, edges):
+        self.nodes, self.edges = nodes, edges
+
+    def _num_nodes(self):
+        return self.nodes
+
+    def _num_edges(self):
+        return self.edges
+
+
+def test_ids_are_int32_only_while_every_node_and_edge_id_fits():
+    from graphtrain.graph.typed_csc import id_dtype
+
+    largest = torch.iinfo(torch.int32).max
+    assert id_dtype(_BookWithTotals(largest, largest)) == torch.int32
+    assert id_dtype(_BookWithTotals(largest + 1, 10)) == torch.int64
+    assert id_dtype(_BookWithTotals(10, largest + 1)) == torch.int64
 
 
 def test_draws_from_a_partition_in_any_edge_order(loaded_partition):
@@ -104,3 +129,9 @@ def test_pack_round_trips_arrays_including_empty_ones():
     assert len(back) == len(arrays)
     assert all(torch.equal(a, b) for a, b in zip(arrays, back))
     assert unpack(pack([])) == []
+    small = [torch.tensor([5, 6], dtype=torch.int32), torch.zeros(0, dtype=torch.int32)]
+    packed = pack(small, torch.int32)
+    assert packed.dtype == torch.int32
+    assert all(torch.equal(a, b) for a, b in zip(small, unpack(packed)))
+    with pytest.raises(ValueError, match="expected all torch.int64"):
+        pack(small)

@@ -52,12 +52,16 @@ class GraphSource(Protocol):
 
 
 class LocalGraphSource:
-    """An in-process DGL heterograph whose ids are the dataset's."""
+    """An in-process DGL heterograph whose ids are the dataset's. It samples an int32
+    copy of the graph while its counts fit, as the partitions' CSCs do
+    (``typed_csc.id_dtype``): DGL's kernel draws faster on int32 ids."""
 
     has_kvstore = False
     local_partition = None
 
     def __init__(self, graph):
+        if max(graph.num_nodes(), graph.num_edges()) <= np.iinfo(np.int32).max:
+            graph = graph.int()
         self.graph = graph
         self._dgl = import_dgl()
         for etype in graph.canonical_etypes:  # the CSC the kernel reads: built now, not in the first batch
@@ -145,6 +149,9 @@ class DistGraphSource:
         self._dgl.seed(value)
 
 
+_NO_NODES = np.zeros(0, dtype=np.int64)
+
+
 class LayerIds:
     """Numbers one layer's nodes: DGL's ``to_block`` on id arrays.
 
@@ -172,9 +179,9 @@ class LayerIds:
             at = np.arange(len(new))
             table[new] = at
             new = new[table[new] == at]
-            known = dst_nodes.get(nt, new[:0])
+            known = dst_nodes.get(nt, _NO_NODES)
             table[new] = len(known) + np.arange(len(new))
-            src_nodes[nt] = np.concatenate([known, new])
+            src_nodes[nt] = np.concatenate([known, new]).astype(np.int64, copy=False)  # sources may be int32
         local = {
             (src_t, rel, dst_t): (self.tables[src_t][src], self.tables[dst_t][dst])
             for (src_t, rel, dst_t), (src, dst) in edges.items()

@@ -17,8 +17,8 @@ It is built once per partition and process: on each graph server for its partiti
 shared memory. It holds a copy of the partition's in-edges (two ids per edge, one per
 node), built one edge type at a time. Ids are int32 whenever the graph's node and edge
 counts allow (``id_dtype``): half the memory and RPC bytes of int64, and DGL's kernel
-drew 3,600 sport_cloth nodes in 0.47-0.84 ms against 0.61-1.05 ms for int64 (three
-alternating runs of 400 draws).
+drew 3,600 sport_cloth nodes in a median 0.54 ms against 0.75 ms for int64 (six
+alternating runs of 400 draws each; ranges 0.45-0.84 and 0.61-1.05 ms).
 
 ``TypedSamplingRequest`` is the request the clients send to the servers;
 ``request_class()`` registers it with DGL's RPC (servers and clients both call it).

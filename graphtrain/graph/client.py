@@ -8,7 +8,6 @@ import functools
 import os
 import signal
 import tempfile
-import threading
 from typing import Iterator
 
 from graphtrain import storage
@@ -28,17 +27,6 @@ DGL_CLIENT_ENV = {
     "DGL_DIST_MAX_TRY_TIMES": "20",
 }
 
-
-# A client on a node with a graph server runs this many nice steps above the server
-# (capped at 19): when they compete for a core the server goes first, since its answers
-# unblock the other nodes' workers while the client's own work only waits on itself.
-# Ray starts workers, and so the servers its actors start, at one niceness (15 by
-# default), and an unprivileged process can only raise its own. On the simulated
-# cluster with one core per node (bench/scaling.py --pinned) the two-node runs read
-# 88,422 78,676 111,271 101,766 seeds/s this way against 80,620 79,098 82,189 86,468
-# (alternating pairs).
-CLIENT_NICE = 5
-_yielded = threading.local()
 
 # DGL's client replaces the handlers of these with one that calls exit() in the handler.
 DGL_HANDLED_SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -83,15 +71,6 @@ def _libc():
     return libc
 
 
-def _yield_to_local_server() -> None:
-    """Raise this thread's nice value by ``CLIENT_NICE``, once per thread. On Linux the
-    nice value is per thread and inherited by threads started later: DGL's RPC threads,
-    started by its client next, run at it too."""
-    if not getattr(_yielded, "done", False):
-        os.nice(CLIENT_NICE)
-        _yielded.done = True
-
-
 def _ray_node_id():
     import ray
 
@@ -105,12 +84,8 @@ def dist_graph_client(endpoints: ServerEndpoints, partitions_uri: str) -> Iterat
     The partition served on this worker's Ray node, if any, is sampled in this
     process from shared memory; the others over RPC. Every client of a server group
     must enter and leave together: leaving calls ``exit_client``, a barrier across
-    clients after which the servers shut down. A client sharing its node with a
-    server yields to it (``CLIENT_NICE``).
+    clients after which the servers shut down.
     """
-    local = endpoints.local_partition(_ray_node_id())
-    if local is not None:
-        _yield_to_local_server()
     os.environ.update(DGL_CLIENT_ENV)
     dgl = import_dgl()
     with tempfile.TemporaryDirectory(prefix="graphtrain-client-") as workdir:
@@ -121,6 +96,7 @@ def dist_graph_client(endpoints: ServerEndpoints, partitions_uri: str) -> Iterat
             dgl.distributed.initialize(path)
     try:
         partitions_dir = storage.materialize(partitions_uri)
+        local = endpoints.local_partition(_ray_node_id())
         name = endpoints.shared_memory_name(read_info(partitions_uri)["graph_name"], local)
         # Used when no local partition is in shared memory (a node without a server).
         book = dgl.distributed.load_partition_book(os.path.join(partitions_dir, PART_CONFIG), 0)[0]

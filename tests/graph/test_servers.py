@@ -1,14 +1,11 @@
 """DGL graph servers started by Ray actors, sampled by a DistGraph client in a Ray task."""
 
-import os
-
 import numpy as np
 import pytest
 
 from graphtrain.config import PartitionConfig
 from graphtrain.errors import GraphServerError
 from graphtrain.graph.build import train_graph
-from graphtrain.graph.client import CLIENT_NICE
 from graphtrain.graph.partition import partition
 from graphtrain.graph.servers import GraphServerGroup
 
@@ -32,9 +29,8 @@ def _sample_through_servers(endpoints, partitions, dataset_uri):
     Returns (domain, user, item, weight) per sampled edge, where every train edge's
     alpha weight is set to its dataset edge id, so the weight shows whether the
     sampler mapped the partition's edge ids back to the right dataset edge; and the
-    partition the client sampled in-process, whether DGL left the worker's SIGINT
-    and SIGTERM handlers as they were (Ray stops workers with them), and the nice
-    values the worker had before its client and while it ran."""
+    partition the client sampled in-process, and whether DGL left the worker's SIGINT
+    and SIGTERM handlers as they were (Ray stops workers with them)."""
     from graphtrain.data.dataset import Dataset
     from graphtrain.graph.client import DGL_HANDLED_SIGNALS, dist_graph_client, signal_handler
     from graphtrain.graph.names import USER, etype_domain
@@ -43,7 +39,6 @@ def _sample_through_servers(endpoints, partitions, dataset_uri):
     dataset = Dataset.load(dataset_uri)
     found = []
     handlers_before = [signal_handler(s) for s in DGL_HANDLED_SIGNALS]
-    nice_before = os.getpriority(os.PRIO_PROCESS, 0)
     with dist_graph_client(endpoints, partitions) as source:
         handlers_kept = [signal_handler(s) for s in DGL_HANDLED_SIGNALS] == handlers_before
         num_items = {d: dataset.num_items(d) for d in dataset.domains}
@@ -62,8 +57,7 @@ def _sample_through_servers(endpoints, partitions, dataset_uri):
                 users, items = (s_ids, d_ids) if src_t == USER else (d_ids, s_ids)
                 found += [(etype_domain(etype), int(u), int(i), int(w)) for u, i, w in zip(users, items, layer.weights[etype].numpy())]
         local = source.local_partition
-        nice = (nice_before, os.getpriority(os.PRIO_PROCESS, 0))
-    return found, local, handlers_kept, nice
+    return found, local, handlers_kept
 
 
 def _draw_counts(endpoints, partitions, fanout):
@@ -120,14 +114,12 @@ def test_distgraph_samples_true_neighbours(ray_session, tiny_dataset_uri, tiny_d
         assert len(group.endpoints.ip_config.splitlines()) == num_parts
         assert all(line.startswith("127.0.0.1 ") for line in group.endpoints.ip_config.splitlines())
         assert group.endpoints.co_located == (num_parts > 1)
-        found, local, handlers_kept, nice = ray_session.get(client.remote(group.endpoints, parts, tiny_dataset_uri), timeout=120)
+        found, local, handlers_kept = ray_session.get(client.remote(group.endpoints, parts, tiny_dataset_uri), timeout=120)
         pids = [h["pid"] for h in group.health()]
     # One node serves every partition: the client samples the first in-process (from
     # its server's shared memory, under a name of its own), the second over RPC.
     assert local == 0
     assert handlers_kept
-    # It shares its node with a server (started at Ray's worker niceness): the server goes first.
-    assert nice[1] == min(19, nice[0] + CLIENT_NICE) > nice[0]
     _check_sampled(found, tiny_dataset)
     _assert_gone(pids)
 
@@ -152,7 +144,7 @@ def test_servers_read_partitions_from_s3(ray_session, tiny_dataset_uri, tiny_dat
         assert pafs.S3FileSystem(**options).get_file_info("parts-bucket/run/partitions/_SUCCESS").type == pafs.FileType.File
         client = ray_session.remote(num_cpus=1, max_calls=1, runtime_env=actor_runtime_env())(_sample_through_servers)
         with GraphServerGroup(parts, 1, num_clients=1) as group:
-            found, *_ = ray_session.get(client.remote(group.endpoints, parts, tiny_dataset_uri), timeout=120)
+            found, _, _ = ray_session.get(client.remote(group.endpoints, parts, tiny_dataset_uri), timeout=120)
     _check_sampled(found, tiny_dataset)
 
 

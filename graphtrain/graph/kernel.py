@@ -19,6 +19,12 @@ import torch
 EdgeTensors = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # (source, destination, edge id)
 
 
+def id_dtype_for(num_nodes: int, num_edges: int) -> torch.dtype:
+    """The id type to sample a graph of these node and edge totals in: int32 when every
+    id fits (DGL's kernel draws faster on it; graph/typed_csc.py has the figures), else int64."""
+    return torch.int32 if max(num_nodes, num_edges) <= torch.iinfo(torch.int32).max else torch.int64
+
+
 def sample_in_edges(graph, seeds: dict[str, torch.Tensor], fanout: int) -> list[EdgeTensors]:
     """Up to ``fanout`` in-edges of each edge type of every seed (ids by node type of
     ``graph``), drawn uniformly without replacement, for each of ``graph``'s canonical

@@ -19,7 +19,7 @@ import torch
 from graphtrain.graph.batch import DomainPairs, Etype, LayerEdges, MiniBatch
 from graphtrain.graph.dgl_compat import import_dgl
 from graphtrain.graph.dist_neighbors import SampledEdges, sample_in_neighbors
-from graphtrain.graph.kernel import sample_in_edges
+from graphtrain.graph.kernel import id_dtype_for, sample_in_edges
 from graphtrain.graph.names import USER, canonical_etypes, etype_domain, forward_etype, item_type, reverse_etype
 
 
@@ -54,14 +54,13 @@ class GraphSource(Protocol):
 class LocalGraphSource:
     """An in-process DGL heterograph whose ids are the dataset's. It samples an int32
     copy of the graph while its counts fit, as the partitions' CSCs do
-    (``typed_csc.id_dtype``): DGL's kernel draws faster on int32 ids."""
+    (``kernel.id_dtype_for``): DGL's kernel draws faster on int32 ids."""
 
     has_kvstore = False
     local_partition = None
 
     def __init__(self, graph):
-        if max(graph.num_nodes(), graph.num_edges()) <= np.iinfo(np.int32).max:
-            graph = graph.int()
+        graph = graph.astype(id_dtype_for(graph.num_nodes(), graph.num_edges()))
         self.graph = graph
         self._dgl = import_dgl()
         for etype in graph.canonical_etypes:  # the CSC the kernel reads: built now, not in the first batch

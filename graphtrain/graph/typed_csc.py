@@ -30,7 +30,7 @@ import weakref
 
 import torch
 
-from graphtrain.graph.kernel import EdgeTensors, sample_in_edges
+from graphtrain.graph.kernel import EdgeTensors, id_dtype_for, sample_in_edges
 
 SERVICE_ID = 27261  # not among DGL 2.1.0's service ids (6657-6662, 22451-22454, 700001-901241)
 
@@ -39,8 +39,7 @@ def id_dtype(book) -> torch.dtype:
     """The id type of the per-type CSCs and of the sampling RPC's ids: int32 when every
     node and edge id of the graph (per-type ids are below the homogeneous totals) fits,
     else int64. Servers and clients derive it alike from the partition book."""
-    largest = max(book._num_nodes(), book._num_edges())  # DGL 2.1.0 RangePartitionBook totals
-    return torch.int32 if largest <= torch.iinfo(torch.int32).max else torch.int64
+    return id_dtype_for(book._num_nodes(), book._num_edges())  # DGL 2.1.0 RangePartitionBook totals
 
 
 class TypedInCSC:

@@ -39,4 +39,3 @@ def test_draws_only_for_the_given_node_types(tiny_dataset):
             assert set(dst.tolist()) <= {0, 1, 2}
         else:
             assert len(src) == 0
-

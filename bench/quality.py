@@ -63,7 +63,7 @@ def train_gnn(dataset, source: str, target: str, model_config, args, overrides: 
         model=model_config, epochs=args.epochs, learning_rate=args.learning_rate, weight_decay=args.weight_decay,
         **{
             "patience": args.patience, "transfer_loss_weight": args.transfer_loss_weight,
-            "batch_size": args.batch_size, "seed": args.seed, **overrides,
+            "batch_size": args.batch_size, "batches_per_draw": args.batches_per_draw, "seed": args.seed, **overrides,
         },
     )
     best = {"score": -1.0, "state": None}
@@ -191,6 +191,7 @@ def main(argv=None) -> None:
     parser.add_argument("--learning-rate", type=float, default=TrainConfig.learning_rate)
     parser.add_argument("--weight-decay", type=float, default=TrainConfig.weight_decay)
     parser.add_argument("--batch-size", type=int, default=TrainConfig.batch_size)
+    parser.add_argument("--batches-per-draw", type=int, default=TrainConfig.batches_per_draw)
     parser.add_argument("--transfer-loss-weight", type=float, default=TrainConfig.transfer_loss_weight,
                         help="weight of the transfer head's own BPR term (T(m_u) alone)")
     parser.add_argument("--seed", type=int, default=0)

@@ -12,6 +12,10 @@ For each graph, with the same batch size, fanouts and one negative per positive:
                   On one machine both clients sample partition 0 in-process and ask
                   partition 1's server over RPC.
 Seeds are positive training edges. ratio = ours_dist_1p / the faster DGL arm.
+Our samplers draw ``--batches-per-draw`` batches' neighbourhoods at once, as training
+does (``TrainConfig.batches_per_draw``): each batch gets all its nodes' drawn edges,
+and batches of one draw share the draws of nodes they have in common. DGL's loader
+draws every batch alone; ``--batches-per-draw 1`` does too.
 Every sampler draws the fanout per edge type (a user with two domains gets up to
 ``fanout`` items from each), so the samplers do the same work per seed; the sampled
 edges/s row (edges of all layers' blocks) shows it.
@@ -41,6 +45,7 @@ import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
 from bench.common import RESULTS, PeakMemory, write_result  # noqa: E402
+from graphtrain.config import TrainConfig  # noqa: E402
 
 SHARED = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "data", "disencdr")
 
@@ -96,7 +101,6 @@ def _batches(dataset, rank: int, world: int, batch_size: int, count: int, source
     """The first ``count`` batches of this rank's shards, epoch after epoch (full batches
     only); partition-aware (as in training) when given a DistGraph ``source`` and the
     partition each rank samples in-process."""
-    from graphtrain.graph.sampling import EdgeBatch
     from graphtrain.train.loop import TrainEdges, edge_owners
 
     edges = TrainEdges.from_dataset(dataset)
@@ -107,20 +111,20 @@ def _batches(dataset, rank: int, world: int, batch_size: int, count: int, source
         for begin in range(0, len(shard.users) - batch_size + 1, batch_size):
             if count == 0:
                 return
-            rows = slice(begin, begin + batch_size)
-            yield EdgeBatch(shard.domain[rows], shard.users[rows], shard.items[rows], shard.edge_ids[rows])
+            yield shard.rows(begin, batch_size)
             count -= 1
         epoch += 1
 
 
-def time_sampler(sampler, batches) -> tuple[int, int, float]:
-    """(seeds, sampled edges over all layers, seconds) of sampling ``batches``."""
+def time_sampler(sampler, batches, batches_per_draw: int) -> tuple[int, int, float]:
+    """(seeds, sampled edges over all layers, seconds) of sampling ``batches``,
+    ``batches_per_draw`` at a time as in training."""
     rng = np.random.default_rng(0)
     seeds, edges, started = 0, 0, time.perf_counter()
-    for batch in batches:
-        mb = sampler.sample(batch, rng)
-        seeds += mb.num_seeds
-        edges += sum(len(src) for layer in mb.layers for src, _ in layer.edges.values())
+    for begin in range(0, len(batches), batches_per_draw):
+        for mb in sampler.sample_group(batches[begin:begin + batches_per_draw], rng):
+            seeds += mb.num_seeds
+            edges += sum(len(src) for layer in mb.layers for src, _ in layer.edges.values())
     return seeds, edges, time.perf_counter() - started
 
 
@@ -156,18 +160,18 @@ def dgl_inprocess(dataset, fanouts, batch_size, count, idtype=torch.int64) -> tu
     return seeds / seconds, edges / seconds
 
 
-def ours_local(dataset, fanouts, batch_size, count) -> tuple[float, float]:
+def ours_local(dataset, fanouts, batch_size, count, batches_per_draw) -> tuple[float, float]:
     from graphtrain.graph.build import train_graph
     from graphtrain.graph.sampling import EdgeBatchSampler, LocalGraphSource
 
     num_items = {d: dataset.num_items(d) for d in dataset.domains}
     sampler = EdgeBatchSampler(LocalGraphSource(train_graph(dataset)), dataset.domains, num_items, fanouts, 1)
     batches = list(_batches(dataset, 0, 1, batch_size, count))  # shards built before timing, as in _dist_client
-    seeds, edges, seconds = time_sampler(sampler, batches)
+    seeds, edges, seconds = time_sampler(sampler, batches, batches_per_draw)
     return seeds / seconds, edges / seconds
 
 
-def _dist_client(endpoints, partitions, dataset_uri, rank, rank_partitions, fanouts, batch_size, count):
+def _dist_client(endpoints, partitions, dataset_uri, rank, rank_partitions, fanouts, batch_size, count, batches_per_draw):
     from graphtrain.data.dataset import Dataset
     from graphtrain.graph.client import dist_graph_client
     from graphtrain.graph.sampling import EdgeBatchSampler
@@ -181,7 +185,7 @@ def _dist_client(endpoints, partitions, dataset_uri, rank, rank_partitions, fano
         batches = list(_batches(dataset, rank, len(rank_partitions), batch_size, count, source, rank_partitions))
         source.graph.barrier()  # every client starts timing together: the totals are of concurrent work
         started, cpu, machine = time.time(), time.process_time(), _machine_cpu_seconds()
-        seeds, edges, seconds = time_sampler(sampler, batches)
+        seeds, edges, seconds = time_sampler(sampler, batches, batches_per_draw)
         cpu = time.process_time() - cpu  # every thread of this process, DGL's RPC threads included
         busy, steal = (after - before for after, before in zip(_machine_cpu_seconds(), machine))
         return {"seeds": seeds, "edges": edges, "seconds": seconds, "cpu_seconds": cpu, "started": started, "ended": started + seconds,
@@ -198,7 +202,7 @@ def _machine_cpu_seconds() -> tuple[float, float]:
     return (user + nice + system + irq + softirq) / tick, steal / tick
 
 
-def ours_dist(ray, dataset_uri, work, parts, method, fanouts, batch_size, count, clients=2) -> dict:
+def ours_dist(ray, dataset_uri, work, parts, method, fanouts, batch_size, count, batches_per_draw, clients=2) -> dict:
     from graphtrain.config import PartitionConfig
     from graphtrain.graph.partition import partition
     from graphtrain.graph.servers import GraphServerGroup
@@ -216,7 +220,7 @@ def ours_dist(ray, dataset_uri, work, parts, method, fanouts, batch_size, count,
         server_cores = [sorted(os.sched_getaffinity(pid)) for pid in server_pids]
         results = ray.get([
             client.options(scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False)).remote(
-                group.endpoints, out, dataset_uri, r, rank_partitions, fanouts, batch_size, count
+                group.endpoints, out, dataset_uri, r, rank_partitions, fanouts, batch_size, count, batches_per_draw
             )
             for r, node in enumerate(nodes)
         ])
@@ -262,16 +266,17 @@ def measure(ray, graph: str, work: str, args) -> dict:
     dataset = Dataset.load(uri)
     n_edges = int((dataset.edges["split"] == "train").sum())
     common = (args.fanouts, args.batch_size, args.batches)
+    ours = (*common, args.batches_per_draw)
     method = "metis" if n_edges <= args.metis_max_edges else "random"
     row = {"graph": graph, "train_edges": n_edges, "partition_method": method}
     row["dgl_inprocess"], row["dgl_inprocess_edges_per_s"] = dgl_inprocess(dataset, *common)
     row["dgl_inprocess_int32"], row["dgl_inprocess_int32_edges_per_s"] = dgl_inprocess(dataset, *common, idtype=torch.int32)
     best = "dgl_inprocess" if row["dgl_inprocess"] >= row["dgl_inprocess_int32"] else "dgl_inprocess_int32"
     row["dgl_best"], row["dgl_best_edges_per_s"] = row[best], row[f"{best}_edges_per_s"]
-    row["ours_local"], row["ours_local_edges_per_s"] = ours_local(dataset, *common)
+    row["ours_local"], row["ours_local_edges_per_s"] = ours_local(dataset, *ours)
     del dataset  # the driver's copy; the clients load their own
     for parts in (1, 2):
-        dist = ours_dist(ray, uri, work, parts, method, *common)
+        dist = ours_dist(ray, uri, work, parts, method, *ours)
         row[f"ours_dist_{parts}p"] = dist["total"]
         row[f"ours_dist_{parts}p_per_client"] = dist["per_client"]
         row[f"ours_dist_{parts}p_edges_per_s"] = dist["edges_per_s"]
@@ -291,6 +296,8 @@ def main(argv=None) -> None:
     parser.add_argument("--fanouts", type=lambda t: tuple(int(x) for x in t.split(",")), default=(10, 10))
     parser.add_argument("--batches", type=int, default=100, help="batches timed per sampler (40 proved too short a window here)")
     parser.add_argument("--metis-max-edges", type=int, default=2_000_000, help="random partitions above this many train edges")
+    parser.add_argument("--batches-per-draw", type=int, default=TrainConfig.batches_per_draw,
+                        help="our samplers' batches per neighbour draw, as in training (1: each alone, as DGL's loader)")
     parser.add_argument("--name", default="sampling", help="results in bench/results/<name>.json")
     args = parser.parse_args(argv)
     from graphtrain.ray_env import ensure_ray
@@ -323,7 +330,8 @@ def main(argv=None) -> None:
     last = rows[-1]
     write_result(
         args.name, "seeds/s", last["ours_dist_1p"], last["dgl_best"],
-        {"rows": rows, "batch_size": args.batch_size, "fanouts": list(args.fanouts), "batches": args.batches, "clients": 2},
+        {"rows": rows, "batch_size": args.batch_size, "fanouts": list(args.fanouts), "batches": args.batches, "clients": 2,
+         "batches_per_draw": args.batches_per_draw},
     )
     print(f"wrote {os.path.join(RESULTS, args.name + '.json')}")
 

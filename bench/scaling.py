@@ -11,7 +11,9 @@ With the same graph, batch size and fanouts, in one run:
 
 Clients wait at a barrier and are timed over one common window. As in training, a
 client's shard is partition-aware (its own partition's edges first), it samples its
-own node's partition in-process (shared memory) and the other node's over RPC.
+own node's partition in-process (shared memory) and the other node's over RPC, and it
+draws ``--batches-per-draw`` batches' neighbourhoods at once (one request per layer
+and remote partition for all of them).
 
 In two_nodes both graph servers answer the other node's client on the cores the
 clients need, and Ray's daemons run there too; one_node's server has nothing to
@@ -23,7 +25,7 @@ graph server it starts, runs on that core only, as on real one-CPU machines. A
 server then waits for its own client's time slice before it answers the other
 node, and that core idles meanwhile (``machine_busy_cores`` in the results).
 
-    python bench/scaling.py [--graph sport_cloth] [--batches 300] [--repeats 3] [--pinned]
+    python bench/scaling.py [--graph sport_cloth] [--batches 300] [--repeats 3] [--pinned] [--batches-per-draw 4]
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from bench.common import write_result  # noqa: E402
 from bench.sampling import SHARED, build, ours_dist  # noqa: E402
+from graphtrain.config import TrainConfig  # noqa: E402
 
 
 @contextlib.contextmanager
@@ -90,6 +93,8 @@ def main(argv=None) -> None:
     parser.add_argument("--batches", type=int, default=300, help="batches timed per client (epoch after epoch)")
     parser.add_argument("--repeats", type=int, default=3, help="alternating one-node / two-node runs")
     parser.add_argument("--pinned", action="store_true", help="pin each node, and all it starts, to one core")
+    parser.add_argument("--batches-per-draw", type=int, default=TrainConfig.batches_per_draw,
+                        help="batches per neighbour draw, as in training (1: each alone)")
     parser.add_argument("--name", default="scaling", help="results in bench/results/<name>.json")
     args = parser.parse_args(argv)
 
@@ -97,7 +102,7 @@ def main(argv=None) -> None:
         work = tempfile.mkdtemp(prefix="graphtrain-bench-scaling-")
         try:
             uri = build(args.graph, work)
-            common = (args.fanouts, args.batch_size, args.batches)
+            common = (args.fanouts, args.batch_size, args.batches, args.batches_per_draw)
             ones, twos = [], []
             for _ in range(args.repeats):
                 ones.append(ours_dist(ray, uri, work, 1, "metis", *common, clients=1))
@@ -117,7 +122,7 @@ def main(argv=None) -> None:
         args.name, "seeds/s", two, 2 * one,
         {"graph": args.graph, "one_node_runs": ones, "two_nodes_runs": twos, "batch_size": args.batch_size,
          "fanouts": list(args.fanouts), "batches": args.batches, "repeats": args.repeats, "nodes": 2, "cpus_per_node": 1,
-         "pinned": args.pinned},
+         "pinned": args.pinned, "batches_per_draw": args.batches_per_draw},
     )
 
 

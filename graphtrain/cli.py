@@ -38,6 +38,8 @@ def _training_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--patience", type=int, default=TrainConfig.patience,
                    help="stop after N epochs without a better valid NDCG@10 (0: never)")
     p.add_argument("--negatives", choices=NEGATIVES, default=TrainConfig.negatives, help="how negative items are drawn")
+    p.add_argument("--batches-per-draw", type=int, default=TrainConfig.batches_per_draw,
+                   help="mini-batches whose neighbourhoods are drawn together (1: each alone)")
     p.add_argument("--embedding-dim", type=int, default=ModelConfig.embedding_dim)
     p.add_argument("--embeddings", choices=EMBEDDINGS, default=TrainConfig.embeddings,
                    help="node tables replicated per worker, or in the graph servers' KVStore (auto: by size)")

@@ -21,6 +21,7 @@ NEGATIVES = ("uniform", "popularity")
 EMBEDDINGS = ("auto", "replicated", "distributed")
 DEDUPE = ("latest", "sum")
 PARTITION_METHODS = ("metis", "random")
+MAX_BATCHES_PER_DRAW = 8  # EdgeBatchSampler marks nodes and edges with one bit per batch (uint8)
 # alpha_ij: "none" = degree normalisation only; "weight" / "log1p" = the edges'
 # interaction weights (raw, or log(1 + w) for heavy-tailed counts and dwell times).
 EDGE_WEIGHTS = ("none", "weight", "log1p")
@@ -143,6 +144,10 @@ class TrainConfig:
     batch_size: int = 1024
     fanouts: tuple[int, ...] = (10, 10)
     num_negatives: int = 1
+    # Mini-batches whose neighbourhoods are drawn together (EdgeBatchSampler.sample_group):
+    # one draw per layer, and so one request per remote partition, serves them all.
+    # 1 draws every batch alone, as DGL's NeighborSampler does.
+    batches_per_draw: int = 4
     negatives: str = "uniform"  # or "popularity": drawn in proportion to training interactions
     learning_rate: float = 0.005
     # L2 on the representations a batch scores; sparse interaction data needs it strong
@@ -171,7 +176,7 @@ class TrainConfig:
         if self.embeddings not in EMBEDDINGS:
             raise ConfigError("embeddings", self.embeddings, f"use one of {EMBEDDINGS}")
         _positive("replicated_embeddings_mb", self.replicated_embeddings_mb)
-        for name in ("workers", "epochs", "batch_size", "num_negatives", "learning_rate"):
+        for name in ("workers", "epochs", "batch_size", "batches_per_draw", "num_negatives", "learning_rate"):
             _positive(name, getattr(self, name))
         object.__setattr__(self, "fanouts", tuple(int(f) for f in self.fanouts))
         if len(self.fanouts) != self.model.num_layers:
@@ -180,6 +185,8 @@ class TrainConfig:
             )
         if any(f <= 0 for f in self.fanouts):
             raise ConfigError("fanouts", self.fanouts, "every fanout must be > 0")
+        if self.batches_per_draw > MAX_BATCHES_PER_DRAW:
+            raise ConfigError("batches_per_draw", self.batches_per_draw, f"use 1 to {MAX_BATCHES_PER_DRAW}")
         if self.weight_decay < 0:
             raise ConfigError("weight_decay", self.weight_decay, "must be >= 0")
         for name in ("transfer_loss_weight", "alignment_loss_weight"):
@@ -236,6 +243,7 @@ class RunConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     batch_size: int = 1024
     fanouts: tuple[int, ...] = (10, 10)
+    batches_per_draw: int = TrainConfig.batches_per_draw
     learning_rate: float = TrainConfig.learning_rate
     weight_decay: float = TrainConfig.weight_decay
     lr_schedule: str = TrainConfig.lr_schedule

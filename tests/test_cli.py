@@ -5,13 +5,15 @@ from graphtrain.cli import build_parser, config_from_args, main, model_from_args
 def test_run_flags_map_onto_the_run_config():
     args = build_parser().parse_args(
         ["run", "--input", "a", "--input", "b", "--source-domain", "books", "--target-domain", "movies",
-         "--workdir", "w", "--workers", "3", "--fanouts", "5,4", "--num-parts", "2", "--partition-method", "random"]
+         "--workdir", "w", "--workers", "3", "--fanouts", "5,4", "--num-parts", "2", "--partition-method", "random",
+         "--batches-per-draw", "1"]
     )
     run = config_from_args(cfg.RunConfig, args, inputs=args.input)
     assert run.inputs == ["a", "b"] and run.workers == 3 and run.fanouts == (5, 4)
     assert run.num_parts == 2 and run.partition_method == "random"
     train = run.train_config("d", "p", "o")  # what `run` hands its train stage
     assert (train.workers, train.fanouts, train.source_domain, train.output) == (3, (5, 4), "books", "o")
+    assert train.batches_per_draw == 1
 
 
 def test_training_flags_reach_the_train_config_and_the_model():
@@ -20,12 +22,12 @@ def test_training_flags_reach_the_train_config_and_the_model():
          "--target-domain", "movies", "--fanouts", "5,5,5", "--learning-rate", "0.02", "--weight-decay", "0.01",
          "--lr-schedule", "constant", "--patience", "0", "--negatives", "popularity", "--embedding-dim", "32",
          "--layer", "gnn", "--no-transfer", "--embeddings", "distributed", "--transfer-loss-weight", "0.5", "--alignment-loss-weight", "0.2",
-         "--edge-weights", "log1p"]
+         "--edge-weights", "log1p", "--batches-per-draw", "2"]
     )
     train = config_from_args(cfg.TrainConfig, args, model=model_from_args(args))
     assert (train.learning_rate, train.weight_decay, train.lr_schedule) == (0.02, 0.01, "constant")
     assert train.patience == 0 and train.negatives == "popularity" and train.embeddings == "distributed"
-    assert train.transfer_loss_weight == 0.5 and train.alignment_loss_weight == 0.2
+    assert train.transfer_loss_weight == 0.5 and train.alignment_loss_weight == 0.2 and train.batches_per_draw == 2
     assert train.model == cfg.ModelConfig(embedding_dim=32, num_layers=3, lightgcn=False, transfer=False, edge_weights="log1p")
     defaults = build_parser().parse_args(
         ["train", "--dataset", "d", "--partitions", "p", "--output", "o", "--source-domain", "b", "--target-domain", "m"]
@@ -63,15 +65,17 @@ def test_run_config_checks_every_stage_field_when_built():
     from graphtrain.errors import ConfigError
 
     good = dict(inputs=["logs"], source_domain="books", target_domain="movies", workdir="w")
-    cases = {
-        "inputs": {"inputs": "logs"},  # a string, not a list of URIs: ingest's check
-        "cold_start_fraction": {"cold_start_fraction": 1.5},
-        "target_domain": {"target_domain": "books"},
-        "num_parts": {"num_parts": 0},  # partition's check
-        "partition_method": {"partition_method": "spectral"},
-        "workers": {"workers": 0},  # train's check
-    }
-    for field_name, bad in cases.items():
+    cases = [
+        ("inputs", {"inputs": "logs"}),  # a string, not a list of URIs: ingest's check
+        ("cold_start_fraction", {"cold_start_fraction": 1.5}),
+        ("target_domain", {"target_domain": "books"}),
+        ("num_parts", {"num_parts": 0}),  # partition's check
+        ("partition_method", {"partition_method": "spectral"}),
+        ("workers", {"workers": 0}),  # train's check
+        ("batches_per_draw", {"batches_per_draw": 0}),
+        ("batches_per_draw", {"batches_per_draw": 9}),  # more than the sampler's marks hold
+    ]
+    for field_name, bad in cases:
         with pytest.raises(ConfigError, match=field_name):
             cfg.RunConfig(**{**good, **bad})
     run = cfg.RunConfig(**good, num_parts=2, partition_method="random", cold_start_fraction=0.3, seed=4)

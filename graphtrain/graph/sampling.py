@@ -16,6 +16,7 @@ from typing import Optional, Protocol
 import numpy as np
 import torch
 
+from graphtrain.config import MAX_BATCHES_PER_DRAW
 from graphtrain.graph.batch import DomainPairs, Etype, LayerEdges, MiniBatch
 from graphtrain.graph.dgl_compat import import_dgl
 from graphtrain.graph.dist_neighbors import SampledEdges, sample_in_neighbors
@@ -164,6 +165,15 @@ class LayerIds:
     def __init__(self, num_nodes: dict[str, int]):
         self.tables = {nt: np.full(n, -1, dtype=np.int64) for nt, n in num_nodes.items()}
 
+    def distinct(self, ntype: str, ids: np.ndarray) -> np.ndarray:
+        """``ids`` (graph ids of ``ntype``) once each, in no particular order."""
+        table = self.tables[ntype]
+        at = np.arange(len(ids))
+        table[ids] = at  # exactly one position of each id reads back its own value
+        once = ids[table[ids] == at]
+        table[ids] = -1
+        return once
+
     def number(self, dst_nodes: dict[str, np.ndarray], edges: dict[Etype, tuple[np.ndarray, np.ndarray]]):
         """Returns (source nodes per type, local (src, dst) index arrays per edge type)."""
         for nt, ids in dst_nodes.items():
@@ -198,6 +208,11 @@ class EdgeBatch:
     users: np.ndarray
     items: np.ndarray
     edge_ids: np.ndarray  # position among the domain's train edges (= graph edge id before partitioning)
+
+    def rows(self, begin: int, count: int) -> "EdgeBatch":
+        """Edges ``begin`` .. ``begin + count - 1`` (fewer at the end)."""
+        rows = slice(begin, begin + count)
+        return EdgeBatch(self.domain[rows], self.users[rows], self.items[rows], self.edge_ids[rows])
 
 
 class EdgeBatchSampler:
@@ -235,7 +250,10 @@ class EdgeBatchSampler:
         self.node_types = [USER] + [item_type(d) for d in self.domains]
         self.layer_ids = LayerIds({nt: source.num_nodes(nt) for nt in self.node_types})
         # The batch's own edges, marked by graph edge id while its neighbourhood is sampled.
-        self._excluded = {et: np.zeros(source.num_edges(et), dtype=bool) for et in canonical_etypes(self.domains)}
+        # Bit i: the edge is batch i's own (of a group drawn together), by graph edge id.
+        self._excluded = {et: np.zeros(source.num_edges(et), dtype=np.uint8) for et in canonical_etypes(self.domains)}
+        # Bit i: batch i wants the node's in-edges of a shared draw, by graph node id.
+        self._wanted = {nt: np.zeros(source.num_nodes(nt), dtype=np.uint8) for nt in self.node_types}
 
     def draw_negatives(self, domain: str, shape: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
         cdf = self._negative_cdf.get(domain)
@@ -244,6 +262,25 @@ class EdgeBatchSampler:
         return np.minimum(np.searchsorted(cdf, rng.random(shape), side="right"), len(cdf) - 1)
 
     def sample(self, batch: EdgeBatch, rng: np.random.Generator) -> MiniBatch:
+        return self.sample_group([batch], rng)[0]
+
+    def sample_group(self, batches: list[EdgeBatch], rng: np.random.Generator) -> list[MiniBatch]:
+        """The mini-batches of ``batches``, their neighbourhoods drawn together: one
+        draw per layer for the union of the batches' nodes, so one request per layer
+        and remote partition serves them all. Each batch gets every one of its nodes'
+        drawn in-edges, as if drawn for it alone; batches of one group share the draw
+        of the nodes they have in common."""
+        if not 1 <= len(batches) <= MAX_BATCHES_PER_DRAW:
+            raise ValueError(f"sample_group: {len(batches)} batches; draw 1 to {MAX_BATCHES_PER_DRAW} at once")
+        plans = [self._seeds(batch, rng) for batch in batches]
+        neighbourhoods = self.neighbourhoods([seeds for seeds, _, _ in plans], [exclude for _, _, exclude in plans])
+        return [
+            MiniBatch(input_nodes, layers, self._pairs(batch, seeds, negatives))
+            for batch, (seeds, negatives, _), (input_nodes, layers) in zip(batches, plans, neighbourhoods)
+        ]
+
+    def _seeds(self, batch: EdgeBatch, rng: np.random.Generator):
+        """(output nodes per type, negatives per domain, the batch's own edges per edge type)."""
         seeds: dict[str, np.ndarray] = {USER: np.unique(batch.users)}
         negatives: dict[str, np.ndarray] = {}
         exclude: dict[Etype, np.ndarray] = {}
@@ -257,7 +294,9 @@ class EdgeBatchSampler:
             eids = batch.edge_ids[rows]
             for etype in (forward_etype(domain), reverse_etype(domain)):
                 exclude[etype] = self.source.edges_to_graph(etype, eids)
-        input_nodes, layers = self.neighbourhood(seeds, exclude)
+        return seeds, negatives, exclude
+
+    def _pairs(self, batch: EdgeBatch, seeds, negatives) -> dict[str, DomainPairs]:
         pairs = {}
         for d_idx, domain in enumerate(self.domains):
             if domain not in negatives:
@@ -269,39 +308,70 @@ class EdgeBatchSampler:
                 pos_items=torch.from_numpy(np.searchsorted(item_seeds, batch.items[rows])),
                 neg_items=torch.from_numpy(np.searchsorted(item_seeds, negatives[domain])),
             )
-        return MiniBatch(input_nodes, layers, pairs)
+        return pairs
 
     def neighbourhood(self, seeds: dict[str, np.ndarray], exclude: dict[Etype, np.ndarray]):
         """Sample layer by layer from the output nodes down; return (input node ids, layers)."""
-        for etype, ids in exclude.items():
-            self._excluded[etype][ids] = True
-        try:
-            return self._sample_layers(seeds)
-        finally:
-            for etype, ids in exclude.items():
-                self._excluded[etype][ids] = False
+        return self.neighbourhoods([seeds], [exclude])[0]
 
-    def _sample_layers(self, seeds: dict[str, np.ndarray]):
-        frontier_nodes = {nt: self.source.nodes_to_graph(nt, ids) for nt, ids in seeds.items()}
-        layers: list[LayerEdges] = []
+    def neighbourhoods(self, seeds: list[dict[str, np.ndarray]], excludes: list[dict[Etype, np.ndarray]]):
+        """``neighbourhood`` of several batches, each layer drawn once for all of them."""
+        frontiers = [{nt: self.source.nodes_to_graph(nt, ids) for nt, ids in s.items()} for s in seeds]
+        layers: list[list[LayerEdges]] = [[] for _ in frontiers]
         for fanout in reversed(self.fanouts):
-            sampled = self.source.sample_neighbors(frontier_nodes, fanout)
-            edges, weights = {}, {}
+            drawn_for = frontiers[0] if len(frontiers) == 1 else self._union(frontiers)
+            sampled = self.source.sample_neighbors(drawn_for, fanout)
+            for i, (frontier, (edges, weights)) in enumerate(zip(frontiers, self._split(sampled, frontiers, excludes))):
+                src_nodes, local = self.layer_ids.number(frontier, edges)
+                layers[i].insert(0, LayerEdges(
+                    {etype: (torch.from_numpy(s), torch.from_numpy(d)) for etype, (s, d) in local.items()},
+                    {nt: len(frontier.get(nt, ())) for nt in self.node_types},
+                    weights,
+                ))
+                frontiers[i] = {nt: ids for nt, ids in src_nodes.items() if len(ids)}
+        return [
+            ({nt: torch.from_numpy(self.source.nodes_to_dataset(nt, ids)) for nt, ids in frontier.items()}, batch_layers)
+            for frontier, batch_layers in zip(frontiers, layers)
+        ]
+
+    def _union(self, frontiers: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+        """Every node of the frontiers once, per node type."""
+        union = {}
+        for nt in {nt for frontier in frontiers for nt in frontier}:
+            union[nt] = self.layer_ids.distinct(nt, np.concatenate([f[nt] for f in frontiers if nt in f]))
+        return union
+
+    def _split(self, sampled: SampledEdges, frontiers: list[dict[str, np.ndarray]], excludes: list[dict[Etype, np.ndarray]]):
+        """Each batch's (edges, alpha weights) of a layer's draw: the edges into its
+        frontier, less its own edges. Bit i of a node's mark says batch i wants its
+        in-edges, bit i of an edge's that batch i excludes it, so one pass over the
+        draw reads both for every batch."""
+        alone = len(frontiers) == 1  # the draw is all the batch's
+        for i, (frontier, exclude) in enumerate(zip(frontiers, excludes)):
+            for etype, ids in exclude.items():
+                self._excluded[etype][ids] |= np.uint8(1 << i)
+            if not alone:
+                for nt, ids in frontier.items():
+                    self._wanted[nt][ids] |= np.uint8(1 << i)
+        try:
+            split = [({}, {}) for _ in frontiers]
             for etype, (src, dst, graph_eids) in sampled.items():
-                keep = ~self._excluded[etype][graph_eids]  # drop the batch's own edges
-                src, dst, graph_eids = src[keep], dst[keep], graph_eids[keep]
-                if not len(src):
-                    continue
-                edges[etype] = (src, dst)
-                if self.edge_weights is not None:
-                    dataset_eids = self.source.edges_to_dataset(etype, graph_eids)
-                    weights[etype] = torch.from_numpy(self.edge_weights[etype_domain(etype)][dataset_eids])
-            src_nodes, local = self.layer_ids.number(frontier_nodes, edges)
-            layers.insert(0, LayerEdges(
-                {etype: (torch.from_numpy(s), torch.from_numpy(d)) for etype, (s, d) in local.items()},
-                {nt: len(frontier_nodes.get(nt, ())) for nt in self.node_types},
-                weights,
-            ))
-            frontier_nodes = {nt: ids for nt, ids in src_nodes.items() if len(ids)}
-        input_nodes = {nt: torch.from_numpy(self.source.nodes_to_dataset(nt, ids)) for nt, ids in frontier_nodes.items()}
-        return input_nodes, layers
+                excluded = self._excluded[etype][graph_eids]
+                marks = None if alone else self._wanted[etype[2]][dst] & ~excluded
+                for i, (edges, weights) in enumerate(split):
+                    keep = excluded == 0 if alone else (marks & np.uint8(1 << i)) != 0
+                    kept_src = src[keep]
+                    if not len(kept_src):
+                        continue
+                    edges[etype] = (kept_src, dst[keep])
+                    if self.edge_weights is not None:
+                        dataset_eids = self.source.edges_to_dataset(etype, graph_eids[keep])
+                        weights[etype] = torch.from_numpy(self.edge_weights[etype_domain(etype)][dataset_eids])
+            return split
+        finally:
+            for frontier, exclude in zip(frontiers, excludes):
+                for etype, ids in exclude.items():
+                    self._excluded[etype][ids] = 0
+                if not alone:
+                    for nt, ids in frontier.items():
+                        self._wanted[nt][ids] = 0

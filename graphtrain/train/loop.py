@@ -20,6 +20,7 @@ import torch.distributed as dist
 from graphtrain.config import TrainConfig
 from graphtrain.data.dataset import Dataset
 from graphtrain.graph.names import forward_etype, item_type
+from graphtrain.graph.batch import MiniBatch
 from graphtrain.graph.sampling import EdgeBatch, EdgeBatchSampler, GraphSource
 from graphtrain.models.alpha import edge_alpha
 from graphtrain.models.gnn import MigrationGNN
@@ -237,24 +238,18 @@ def train_worker(
         rng = seed_epoch(source, config.seed, epoch, rank)
         started, sample_s, seeds, total_loss, steps = time.perf_counter(), 0.0, 0, 0.0, 0
         step_loss.train()
-        for begin in range(0, len(shard.users), config.batch_size):
-            if max_steps is not None and steps >= max_steps:
-                break
-            rows = slice(begin, begin + config.batch_size)
+        begins = list(range(0, len(shard.users), config.batch_size))[:max_steps]
+        for group in range(0, len(begins), config.batches_per_draw):
             t0 = time.perf_counter()
-            batch = sampler.sample(EdgeBatch(shard.domain[rows], shard.users[rows], shard.items[rows], shard.edge_ids[rows]), rng)
-            batch = batch.to(device)
+            batches = sampler.sample_group([shard.rows(b, config.batch_size) for b in begins[group:group + config.batches_per_draw]], rng)
             sample_s += time.perf_counter() - t0
-            loss = step_loss(batch)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            if sparse_optimizer is not None:
-                sparse_optimizer.zero_grad()  # DGL: the step below then clears the rows it used
-                sparse_optimizer.step()  # collective across workers: every rank steps every batch
-            total_loss += float(loss.detach())
-            seeds += batch.num_seeds
-            steps += 1
+            for batch in batches:
+                t0 = time.perf_counter()
+                batch = batch.to(device)
+                sample_s += time.perf_counter() - t0
+                total_loss += _train_step(batch, step_loss, optimizer, sparse_optimizer)
+                seeds += batch.num_seeds
+                steps += 1
         seconds = time.perf_counter() - started
         metrics = {
             "epoch": epoch,
@@ -278,6 +273,18 @@ def train_worker(
         if _stop_everywhere(should_stop(history, config.patience), world_size, device):
             break
     return history
+
+
+def _train_step(batch: MiniBatch, step_loss: torch.nn.Module, optimizer, sparse_optimizer) -> float:
+    """One optimiser step on ``batch``; returns its loss."""
+    loss = step_loss(batch)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    if sparse_optimizer is not None:
+        sparse_optimizer.zero_grad()  # DGL: the step below then clears the rows it used
+        sparse_optimizer.step()  # collective across workers: every rank steps every batch
+    return float(loss.detach())
 
 
 def seed_epoch(source: GraphSource, seed: int, epoch: int, rank: int) -> np.random.Generator:

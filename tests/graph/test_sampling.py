@@ -3,7 +3,7 @@ import torch
 
 from graphtrain.graph.build import train_graph
 from graphtrain.graph.names import USER, forward_etype, item_type, reverse_etype
-from graphtrain.graph.sampling import EdgeBatch, EdgeBatchSampler, LocalGraphSource
+from graphtrain.graph.sampling import EdgeBatchSampler, LocalGraphSource
 from graphtrain.train.loop import TrainEdges
 
 
@@ -13,11 +13,8 @@ def _sampler(dataset, fanouts=(5, 5), negatives=2):
     return source, EdgeBatchSampler(source, dataset.domains, num_items, fanouts, negatives)
 
 
-def _first_batch(dataset, size=64):
-    edges = TrainEdges.from_dataset(dataset)
-    shard = edges.shard(0, 1, epoch=0, seed=0)
-    rows = slice(0, size)
-    return EdgeBatch(shard.domain[rows], shard.users[rows], shard.items[rows], shard.edge_ids[rows])
+def _first_batch(dataset, size=64, begin=0):
+    return TrainEdges.from_dataset(dataset).shard(0, 1, epoch=0, seed=0).rows(begin, size)
 
 
 def test_sampled_edges_are_true_neighbours_and_exclude_the_batch(tiny_dataset):
@@ -25,6 +22,10 @@ def test_sampled_edges_are_true_neighbours_and_exclude_the_batch(tiny_dataset):
     batch = _first_batch(tiny_dataset)
     mb = sampler.sample(batch, np.random.default_rng(0))
     assert len(mb.layers) == 2
+    _check_true_neighbours_without_the_batch(tiny_dataset, batch, mb)
+
+
+def _check_true_neighbours_without_the_batch(tiny_dataset, batch, mb):
     train = tiny_dataset.edges[tiny_dataset.edges["split"] == "train"]
     true_pairs = {d: set(zip(p["user_idx"], p["item_idx"])) for d, p in train.groupby("domain")}
     banned = {(tiny_dataset.domains[d], u, i) for d, u, i in zip(batch.domain, batch.users, batch.items)}
@@ -44,6 +45,62 @@ def test_sampled_edges_are_true_neighbours_and_exclude_the_batch(tiny_dataset):
                 assert (u, i) in true_pairs[domain]
                 assert (domain, u, i) not in banned
         nodes = {nt: ids[: layer.num_dst.get(nt, 0)] for nt, ids in nodes.items()}
+
+
+def _layer_edge_sets(mb):
+    """Per layer: {(edge type, destination id): set of source ids}, in graph ids."""
+    sets, nodes = [], {nt: ids.numpy() for nt, ids in mb.input_nodes.items()}
+    for layer in mb.layers:
+        found = {}
+        for etype, (src, dst) in layer.edges.items():
+            for s, d in zip(nodes[etype[0]][src.numpy()], nodes[etype[2]][dst.numpy()]):
+                found.setdefault((etype, int(d)), set()).add(int(s))
+        sets.append(found)
+        nodes = {nt: ids[: layer.num_dst.get(nt, 0)] for nt, ids in nodes.items()}
+    return sets
+
+
+def test_a_shared_draw_gives_each_batch_all_its_nodes_edges(tiny_dataset):
+    """sample_group draws each layer once for three batches: every batch still gets,
+    for each of its nodes, min(fanout, in-degree) true in-edges per edge type (less
+    its own edges), and nodes the batches share got one draw."""
+    source, sampler = _sampler(tiny_dataset, fanouts=(3, 3), negatives=1)
+    batches = [_first_batch(tiny_dataset, 48, begin) for begin in (0, 48, 96)]
+    minibatches = sampler.sample_group(batches, np.random.default_rng(0))
+    assert len(minibatches) == 3
+    g = source.graph
+    per_batch, own_edges = [], []
+    for batch, mb in zip(batches, minibatches):
+        _check_true_neighbours_without_the_batch(tiny_dataset, batch, mb)
+        assert mb.num_seeds == len(batch.users)
+        own = set()  # (edge type, destination, source) of the batch's edges, both directions
+        for d, u, i in zip(batch.domain, batch.users.tolist(), batch.items.tolist()):
+            domain = tiny_dataset.domains[d]
+            own |= {(forward_etype(domain), i, u), (reverse_etype(domain), u, i)}
+        touched = {(etype, dst) for etype, dst, _ in own}
+        sets = _layer_edge_sets(mb)
+        per_batch.append(sets)
+        own_edges.append(own)
+        # Every destination of every layer: each edge type brings min(3, in-degree) edges,
+        # unless the batch's own edges end there (they are taken out after the draw).
+        nodes = {nt: ids.numpy() for nt, ids in mb.input_nodes.items()}
+        checked = 0
+        for layer, found in zip(mb.layers, sets):
+            for etype in g.canonical_etypes:
+                for d in nodes[etype[2]][: layer.num_dst.get(etype[2], 0)].tolist():
+                    if (etype, d) in touched:
+                        continue
+                    assert len(found.get((etype, d), ())) == min(3, int(g.in_degrees(d, etype=etype))), (etype, d)
+                    checked += 1
+            nodes = {nt: ids[: layer.num_dst.get(nt, 0)] for nt, ids in nodes.items()}
+        assert checked > 100
+    # A node in two batches' output layer was drawn once: their sources differ only by
+    # the edges one of the two batches took out as its own.
+    shared = set(per_batch[0][-1]) & set(per_batch[1][-1])
+    assert len(shared) > 5
+    for etype, d in shared:
+        for src in per_batch[0][-1][etype, d] ^ per_batch[1][-1][etype, d]:
+            assert (etype, d, src) in own_edges[0] | own_edges[1]
 
 
 def test_pairs_point_at_the_batch_edges_and_negatives_are_in_range(tiny_dataset):

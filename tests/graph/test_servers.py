@@ -14,17 +14,15 @@ pytestmark = pytest.mark.usefixtures("ray_session")
 
 def _first_batches(dataset, count=4, size=64):
     """The first ``count`` batches of epoch 0's single shard of train edges."""
-    from graphtrain.graph.sampling import EdgeBatch
     from graphtrain.train.loop import TrainEdges
 
     shard = TrainEdges.from_dataset(dataset).shard(0, 1, epoch=0, seed=0)
-    for begin in range(0, count * size, size):
-        rows = slice(begin, begin + size)
-        yield EdgeBatch(shard.domain[rows], shard.users[rows], shard.items[rows], shard.edge_ids[rows])
+    return [shard.rows(begin, size) for begin in range(0, count * size, size)]
 
 
 def _sample_through_servers(endpoints, partitions, dataset_uri):
-    """Runs in a fresh Ray worker process: sample neighbourhoods of 256 train edges.
+    """Runs in a fresh Ray worker process: sample neighbourhoods of 256 train edges,
+    the last 128 of them in one shared draw.
 
     Returns (domain, user, item, weight) per sampled edge, where every train edge's
     alpha weight is set to its dataset edge id, so the weight shows whether the
@@ -47,8 +45,9 @@ def _sample_through_servers(endpoints, partitions, dataset_uri):
             source, dataset.domains, num_items, fanouts=[4], num_negatives=1, edge_weights=edge_ids_as_weights
         )
         rng = np.random.default_rng(0)
-        for batch in _first_batches(dataset):
-            mb = sampler.sample(batch, rng)
+        batches = _first_batches(dataset)
+        # Two batches alone, then two with one draw per layer for both (sample_group).
+        for mb in [sampler.sample(batches[0], rng), sampler.sample(batches[1], rng), *sampler.sample_group(batches[2:], rng)]:
             layer = mb.layers[0]
             for etype, (src, dst) in layer.edges.items():
                 src_t, _, dst_t = etype

@@ -17,14 +17,14 @@ import numpy as np
 
 
 def sample_shard(endpoints, partitions, dataset_uri, rank, rank_partitions):
-    """One client: every batch of its epoch-0 shard (partition-aware: rank r runs on
+    """One client: every batch of its epoch-0 shard, three per draw (partition-aware: rank r runs on
     partition ``rank_partitions[r]``'s node); returns seeds and sampled edges."""
     import ray
 
     from graphtrain.data.dataset import Dataset
     from graphtrain.graph.client import dist_graph_client
     from graphtrain.graph.names import USER
-    from graphtrain.graph.sampling import EdgeBatch, EdgeBatchSampler
+    from graphtrain.graph.sampling import EdgeBatchSampler
     from graphtrain.train.loop import TrainEdges, edge_owners
 
     dataset = Dataset.load(dataset_uri)
@@ -38,11 +38,10 @@ def sample_shard(endpoints, partitions, dataset_uri, rank, rank_partitions):
         num_items = {d: dataset.num_items(d) for d in dataset.domains}
         sampler = EdgeBatchSampler(source, dataset.domains, num_items, fanouts=[5, 5], num_negatives=1)
         rng = np.random.default_rng(rank)
-        for begin in range(0, len(shard.users), 256):
-            rows = slice(begin, begin + 256)
-            batch = EdgeBatch(shard.domain[rows], shard.users[rows], shard.items[rows], shard.edge_ids[rows])
+        batches = [shard.rows(begin, 256) for begin in range(0, len(shard.users), 256)]
+        for batch in batches:
             seeds |= {(int(d), int(e)) for d, e in zip(batch.domain, batch.edge_ids)}
-            mb = sampler.sample(batch, rng)
+        for mb in (mb for group in range(0, len(batches), 3) for mb in sampler.sample_group(batches[group:group + 3], rng)):
             layer = mb.layers[0]
             for (src_t, _, dst_t), (src, dst) in layer.edges.items():
                 s_ids = mb.input_nodes[src_t][src].numpy()

@@ -17,13 +17,16 @@ _config = tiny_train_config
 def test_loss_falls_and_metrics_are_reported(tiny_dataset):
     reported = []
     history = train_worker(
-        _config(), tiny_dataset, LocalGraphSource(train_graph(tiny_dataset)),
+        _config(batches_per_draw=5), tiny_dataset, LocalGraphSource(train_graph(tiny_dataset)),
         report=lambda epoch, metrics, *rest: reported.append(epoch),
     )
     assert reported == [0, 1, 2]
     assert history[-1]["loss"] < history[0]["loss"]
     n_train = int((tiny_dataset.edges["split"] == "train").sum())
     assert all(m["seeds"] == n_train for m in history)
+    # Batches are drawn 5 at a time; the last group is short.
+    batches = -(-n_train // 256)
+    assert batches % 5 and all(m["steps"] == batches for m in history)
     assert all(m["seeds_per_s"] > 0 and m["device"] == "cpu" for m in history)
 
 

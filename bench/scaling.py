@@ -25,7 +25,7 @@ graph server it starts, runs on that core only, as on real one-CPU machines. A
 server then waits for its own client's time slice before it answers the other
 node, and that core idles meanwhile (``machine_busy_cores`` in the results).
 
-    python bench/scaling.py [--graph sport_cloth] [--batches 300] [--repeats 3] [--pinned] [--batches-per-draw 4]
+    python bench/scaling.py [--graph sport_cloth] [--batches 300] [--repeats 3] [--pinned] [--batches-per-draw 8]
 """
 
 from __future__ import annotations

@@ -146,8 +146,10 @@ class TrainConfig:
     num_negatives: int = 1
     # Mini-batches whose neighbourhoods are drawn together (EdgeBatchSampler.sample_group):
     # one draw per layer, and so one request per remote partition, serves them all.
-    # 1 draws every batch alone, as DGL's NeighborSampler does.
-    batches_per_draw: int = 4
+    # 1 draws every batch alone, as DGL's NeighborSampler does. Measured (sport_cloth,
+    # bench/scaling.py, same session): two nodes 150-193k seeds/s at 4, 207-276k at 8;
+    # bench/quality.py cold-start sampled NDCG@10 0.0908 at 1, 0.0919 at 4, 0.0916 at 8.
+    batches_per_draw: int = MAX_BATCHES_PER_DRAW
     negatives: str = "uniform"  # or "popularity": drawn in proportion to training interactions
     learning_rate: float = 0.005
     # L2 on the representations a batch scores; sparse interaction data needs it strong

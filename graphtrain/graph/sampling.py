@@ -249,10 +249,9 @@ class EdgeBatchSampler:
             self._negative_cdf[domain] = cdf / cdf[-1]
         self.node_types = [USER] + [item_type(d) for d in self.domains]
         self.layer_ids = LayerIds({nt: source.num_nodes(nt) for nt in self.node_types})
-        # The batch's own edges, marked by graph edge id while its neighbourhood is sampled.
-        # Bit i: the edge is batch i's own (of a group drawn together), by graph edge id.
+        # While a layer's draw is split: bit i marks batch i's own edges (by graph edge id)
         self._excluded = {et: np.zeros(source.num_edges(et), dtype=np.uint8) for et in canonical_etypes(self.domains)}
-        # Bit i: batch i wants the node's in-edges of a shared draw, by graph node id.
+        # and, when several batches share the draw, the nodes whose in-edges batch i wants.
         self._wanted = {nt: np.zeros(source.num_nodes(nt), dtype=np.uint8) for nt in self.node_types}
 
     def draw_negatives(self, domain: str, shape: tuple[int, int], rng: np.random.Generator) -> np.ndarray:

@@ -19,8 +19,8 @@ import torch.distributed as dist
 
 from graphtrain.config import TrainConfig
 from graphtrain.data.dataset import Dataset
-from graphtrain.graph.names import forward_etype, item_type
 from graphtrain.graph.batch import MiniBatch
+from graphtrain.graph.names import forward_etype, item_type
 from graphtrain.graph.sampling import EdgeBatch, EdgeBatchSampler, GraphSource
 from graphtrain.models.alpha import edge_alpha
 from graphtrain.models.gnn import MigrationGNN

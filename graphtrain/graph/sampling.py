@@ -168,9 +168,7 @@ class LayerIds:
     def distinct(self, ntype: str, ids: np.ndarray) -> np.ndarray:
         """``ids`` (graph ids of ``ntype``) once each, in no particular order."""
         table = self.tables[ntype]
-        at = np.arange(len(ids))
-        table[ids] = at  # exactly one position of each id reads back its own value
-        once = ids[table[ids] == at]
+        once = _each_once(table, ids)
         table[ids] = -1
         return once
 
@@ -182,12 +180,7 @@ class LayerIds:
         for nt in {src_t for src_t, _, _ in edges}:
             table = self.tables[nt]
             candidates = np.concatenate([src for (src_t, _, _), (src, _) in edges.items() if src_t == nt])
-            new = candidates[table[candidates] < 0]
-            # Keep one occurrence per new node: after ``table[new] = position`` exactly
-            # one position of each node reads back its own value.
-            at = np.arange(len(new))
-            table[new] = at
-            new = new[table[new] == at]
+            new = _each_once(table, candidates[table[candidates] < 0])
             known = dst_nodes.get(nt, _NO_NODES)
             table[new] = len(known) + np.arange(len(new))
             src_nodes[nt] = np.concatenate([known, new]).astype(np.int64, copy=False)  # sources may be int32
@@ -198,6 +191,15 @@ class LayerIds:
         for nt, ids in src_nodes.items():
             self.tables[nt][ids] = -1
         return src_nodes, local
+
+
+def _each_once(table: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """One occurrence of each of ``ids``: after ``table[ids] = position`` exactly one
+    position of each id reads back its own value. ``table`` is left holding those
+    positions; callers overwrite or reset them."""
+    at = np.arange(len(ids))
+    table[ids] = at
+    return ids[table[ids] == at]
 
 
 @dataclass(frozen=True)

@@ -29,9 +29,7 @@ def _check_true_neighbours_without_the_batch(tiny_dataset, batch, mb):
     train = tiny_dataset.edges[tiny_dataset.edges["split"] == "train"]
     true_pairs = {d: set(zip(p["user_idx"], p["item_idx"])) for d, p in train.groupby("domain")}
     banned = {(tiny_dataset.domains[d], u, i) for d, u, i in zip(batch.domain, batch.users, batch.items)}
-    # Node ids of every layer, from the input layer upwards (dst = prefix of src).
-    nodes = {nt: ids.numpy() for nt, ids in mb.input_nodes.items()}
-    for layer in mb.layers:
+    for layer, nodes in _layers_with_node_ids(mb):
         for (src_t, _, dst_t), (src, dst) in layer.edges.items():
             assert int(dst.max()) < layer.num_dst[dst_t]
             s_ids, d_ids = nodes[src_t][src.numpy()], nodes[dst_t][dst.numpy()]
@@ -44,19 +42,27 @@ def _check_true_neighbours_without_the_batch(tiny_dataset, batch, mb):
             for u, i in pairs:
                 assert (u, i) in true_pairs[domain]
                 assert (domain, u, i) not in banned
+
+
+def _layers_with_node_ids(mb):
+    """Each layer, from the input layer upwards, with its source nodes' graph ids per
+    type (its destinations are their prefix)."""
+    nodes = {nt: ids.numpy() for nt, ids in mb.input_nodes.items()}
+    for layer in mb.layers:
+        yield layer, nodes
         nodes = {nt: ids[: layer.num_dst.get(nt, 0)] for nt, ids in nodes.items()}
 
 
 def _layer_edge_sets(mb):
-    """Per layer: {(edge type, destination id): set of source ids}, in graph ids."""
-    sets, nodes = [], {nt: ids.numpy() for nt, ids in mb.input_nodes.items()}
-    for layer in mb.layers:
+    """Per layer: (layer, its source node ids per type, {(edge type, destination id):
+    set of source ids}), in graph ids."""
+    sets = []
+    for layer, nodes in _layers_with_node_ids(mb):
         found = {}
         for etype, (src, dst) in layer.edges.items():
             for s, d in zip(nodes[etype[0]][src.numpy()], nodes[etype[2]][dst.numpy()]):
                 found.setdefault((etype, int(d)), set()).add(int(s))
-        sets.append(found)
-        nodes = {nt: ids[: layer.num_dst.get(nt, 0)] for nt, ids in nodes.items()}
+        sets.append((layer, nodes, found))
     return sets
 
 
@@ -83,23 +89,22 @@ def test_a_shared_draw_gives_each_batch_all_its_nodes_edges(tiny_dataset):
         own_edges.append(own)
         # Every destination of every layer: each edge type brings min(3, in-degree) edges,
         # unless the batch's own edges end there (they are taken out after the draw).
-        nodes = {nt: ids.numpy() for nt, ids in mb.input_nodes.items()}
         checked = 0
-        for layer, found in zip(mb.layers, sets):
+        for layer, nodes, found in sets:
             for etype in g.canonical_etypes:
                 for d in nodes[etype[2]][: layer.num_dst.get(etype[2], 0)].tolist():
                     if (etype, d) in touched:
                         continue
                     assert len(found.get((etype, d), ())) == min(3, int(g.in_degrees(d, etype=etype))), (etype, d)
                     checked += 1
-            nodes = {nt: ids[: layer.num_dst.get(nt, 0)] for nt, ids in nodes.items()}
         assert checked > 100
     # A node in two batches' output layer was drawn once: their sources differ only by
     # the edges one of the two batches took out as its own.
-    shared = set(per_batch[0][-1]) & set(per_batch[1][-1])
+    output_0, output_1 = per_batch[0][-1][2], per_batch[1][-1][2]
+    shared = set(output_0) & set(output_1)
     assert len(shared) > 5
     for etype, d in shared:
-        for src in per_batch[0][-1][etype, d] ^ per_batch[1][-1][etype, d]:
+        for src in output_0[etype, d] ^ output_1[etype, d]:
             assert (etype, d, src) in own_edges[0] | own_edges[1]
 
 

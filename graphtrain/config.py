@@ -21,7 +21,7 @@ NEGATIVES = ("uniform", "popularity")
 EMBEDDINGS = ("auto", "replicated", "distributed")
 DEDUPE = ("latest", "sum")
 PARTITION_METHODS = ("metis", "random")
-MAX_BATCHES_PER_DRAW = 8  # EdgeBatchSampler marks nodes and edges with one bit per batch (uint8)
+MAX_BATCHES_PER_DRAW = 16  # EdgeBatchSampler marks nodes and edges with one bit per batch (uint16)
 # alpha_ij: "none" = degree normalisation only; "weight" / "log1p" = the edges'
 # interaction weights (raw, or log(1 + w) for heavy-tailed counts and dwell times).
 EDGE_WEIGHTS = ("none", "weight", "log1p")
@@ -147,8 +147,11 @@ class TrainConfig:
     # Mini-batches whose neighbourhoods are drawn together (EdgeBatchSampler.sample_group):
     # one draw per layer, and so one request per remote partition, serves them all.
     # 1 draws every batch alone, as DGL's NeighborSampler does. Measured (sport_cloth,
-    # bench/scaling.py, same session): two nodes 150-193k seeds/s at 4, 207-276k at 8;
-    # bench/quality.py cold-start sampled NDCG@10 0.0908 at 1, 0.0919 at 4, 0.0916 at 8.
+    # bench/scaling.py, alternating in one session): scaling efficiency medians 0.78,
+    # 0.77 at 8 and 0.88, 0.88 at 16 (two nodes 211-275k and 297-332k seeds/s); 32 no
+    # better. bench/quality.py, seeds 0 and 1: every case and metric of 16 within 2.2 %
+    # of 8 (cold-start sampled NDCG@10 0.0910, 0.0913 against 0.0914, 0.0921), where
+    # the two seeds differ by up to 19 %.
     batches_per_draw: int = MAX_BATCHES_PER_DRAW
     negatives: str = "uniform"  # or "popularity": drawn in proportion to training interactions
     learning_rate: float = 0.005

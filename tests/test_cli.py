@@ -73,7 +73,7 @@ def test_run_config_checks_every_stage_field_when_built():
         ("partition_method", {"partition_method": "spectral"}),
         ("workers", {"workers": 0}),  # train's check
         ("batches_per_draw", {"batches_per_draw": 0}),
-        ("batches_per_draw", {"batches_per_draw": 9}),  # more than the sampler's marks hold
+        ("batches_per_draw", {"batches_per_draw": 17}),  # more than the sampler's marks hold
     ]
     for field_name, bad in cases:
         with pytest.raises(ConfigError, match=field_name):

@@ -150,6 +150,7 @@ class DistGraphSource:
 
 
 _NO_NODES = np.zeros(0, dtype=np.int64)
+_MARK = np.uint16  # one bit per batch of a draw: MAX_BATCHES_PER_DRAW of them
 
 
 class LayerIds:
@@ -252,9 +253,9 @@ class EdgeBatchSampler:
         self.node_types = [USER] + [item_type(d) for d in self.domains]
         self.layer_ids = LayerIds({nt: source.num_nodes(nt) for nt in self.node_types})
         # While a layer's draw is split: bit i marks batch i's own edges (by graph edge id)
-        self._excluded = {et: np.zeros(source.num_edges(et), dtype=np.uint8) for et in canonical_etypes(self.domains)}
+        self._excluded = {et: np.zeros(source.num_edges(et), dtype=_MARK) for et in canonical_etypes(self.domains)}
         # and, when several batches share the draw, the nodes whose in-edges batch i wants.
-        self._wanted = {nt: np.zeros(source.num_nodes(nt), dtype=np.uint8) for nt in self.node_types}
+        self._wanted = {nt: np.zeros(source.num_nodes(nt), dtype=_MARK) for nt in self.node_types}
 
     def draw_negatives(self, domain: str, shape: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
         cdf = self._negative_cdf.get(domain)
@@ -350,17 +351,17 @@ class EdgeBatchSampler:
         alone = len(frontiers) == 1  # the draw is all the batch's
         for i, (frontier, exclude) in enumerate(zip(frontiers, excludes)):
             for etype, ids in exclude.items():
-                self._excluded[etype][ids] |= np.uint8(1 << i)
+                self._excluded[etype][ids] |= _MARK(1 << i)
             if not alone:
                 for nt, ids in frontier.items():
-                    self._wanted[nt][ids] |= np.uint8(1 << i)
+                    self._wanted[nt][ids] |= _MARK(1 << i)
         try:
             split = [({}, {}) for _ in frontiers]
             for etype, (src, dst, graph_eids) in sampled.items():
                 excluded = self._excluded[etype][graph_eids]
                 marks = None if alone else self._wanted[etype[2]][dst] & ~excluded
                 for i, (edges, weights) in enumerate(split):
-                    keep = excluded == 0 if alone else (marks & np.uint8(1 << i)) != 0
+                    keep = excluded == 0 if alone else (marks & _MARK(1 << i)) != 0
                     kept_src = src[keep]
                     if not len(kept_src):
                         continue

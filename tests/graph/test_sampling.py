@@ -1,6 +1,8 @@
 import numpy as np
+import pytest
 import torch
 
+from graphtrain.config import MAX_BATCHES_PER_DRAW
 from graphtrain.graph.build import train_graph
 from graphtrain.graph.names import USER, forward_etype, item_type, reverse_etype
 from graphtrain.graph.sampling import EdgeBatchSampler, LocalGraphSource
@@ -66,14 +68,16 @@ def _layer_edge_sets(mb):
     return sets
 
 
-def test_a_shared_draw_gives_each_batch_all_its_nodes_edges(tiny_dataset):
-    """sample_group draws each layer once for three batches: every batch still gets,
+@pytest.mark.parametrize("group_size", [3, MAX_BATCHES_PER_DRAW])  # the largest group uses every bit of the marks
+def test_a_shared_draw_gives_each_batch_all_its_nodes_edges(tiny_dataset, group_size):
+    """sample_group draws each layer once for several batches: every batch still gets,
     for each of its nodes, min(fanout, in-degree) true in-edges per edge type (less
     its own edges), and nodes the batches share got one draw."""
     source, sampler = _sampler(tiny_dataset, fanouts=(3, 3), negatives=1)
-    batches = [_first_batch(tiny_dataset, 48, begin) for begin in (0, 48, 96)]
+    batches = [_first_batch(tiny_dataset, 48, 48 * k) for k in range(group_size)]
+    assert all(len(batch.users) == 48 for batch in batches)
     minibatches = sampler.sample_group(batches, np.random.default_rng(0))
-    assert len(minibatches) == 3
+    assert len(minibatches) == group_size
     g = source.graph
     per_batch, own_edges = [], []
     for batch, mb in zip(batches, minibatches):
@@ -107,6 +111,13 @@ def test_a_shared_draw_gives_each_batch_all_its_nodes_edges(tiny_dataset):
         for src in output_0[etype, d] ^ output_1[etype, d]:
             assert (etype, d, src) in own_edges[0] | own_edges[1]
 
+
+
+def test_a_group_larger_than_the_marks_hold_is_refused(tiny_dataset):
+    _, sampler = _sampler(tiny_dataset)
+    batches = [_first_batch(tiny_dataset, 8, 8 * k) for k in range(MAX_BATCHES_PER_DRAW + 1)]
+    with pytest.raises(ValueError, match=f"draw 1 to {MAX_BATCHES_PER_DRAW} at once"):
+        sampler.sample_group(batches, np.random.default_rng(0))
 
 def test_pairs_point_at_the_batch_edges_and_negatives_are_in_range(tiny_dataset):
     _, sampler = _sampler(tiny_dataset)

@@ -1,7 +1,8 @@
 """DGL graph servers run by Ray actors.
 
-One :class:`GraphServerActor` per partition. The actor picks a free port on its
-node, starts ``python -m graphtrain.graph.server_main`` as a child process (with
+One :class:`GraphServerActor` per partition. The actor reserves a free port on its
+node (held until its server starts, so servers sharing a host never get the same
+one), starts ``python -m graphtrain.graph.server_main`` as a child process (with
 ``DGL_ROLE=server`` and one OpenMP thread), watches it, and kills it when asked or
 when the actor itself dies (the child has PR_SET_PDEATHSIG). The driver uses
 :class:`GraphServerGroup` as a context manager: servers stop on success, on
@@ -30,7 +31,7 @@ from typing import Optional
 from graphtrain import storage
 from graphtrain.errors import GraphServerError
 from graphtrain.graph.partition import PART_CONFIG
-from graphtrain.net import free_port
+from graphtrain.net import hold_free_port
 from graphtrain.ray_env import THREAD_ENV, actor_runtime_env
 
 READY_LINE = "start graph service"
@@ -54,6 +55,11 @@ class ServerEndpoints:
 
     addresses: tuple[tuple[str, int], ...]
     node_ids: tuple[str, ...]
+
+    def __post_init__(self):
+        if len(set(self.addresses)) < len(self.addresses):
+            raise GraphServerError(f"graph servers share an address: {list(self.addresses)}; each partition's "
+                                   "server needs its own port (GraphServerActor.reserve_address holds one per server)")
 
     @property
     def ip_config(self) -> str:
@@ -104,11 +110,14 @@ class GraphServerActor:
         self.log_path = os.path.join(self.workdir, "server.log")
 
     def reserve_address(self) -> tuple[str, int, str]:
-        """(ip, free port, Ray node id) of this actor's node."""
+        """(ip, free port, Ray node id) of this actor's node. The port stays bound
+        until ``start``: two actors on one host reserving at once once got the same
+        port, and both servers then listened on it (clients hung connecting)."""
         import ray
 
         ip = node_ip()
-        self.ip, self.port = ip, free_port(ip)
+        self._port_holder = hold_free_port(ip)
+        self.ip, self.port = ip, self._port_holder.getsockname()[1]
         return ip, self.port, ray.get_runtime_context().get_node_id()
 
     def _partition_config(self, endpoints: ServerEndpoints) -> str:
@@ -150,6 +159,7 @@ class GraphServerActor:
             "DGL_GRAPH_FORMAT": "csc",
         }
         log = open(self.log_path, "w")
+        self._port_holder.close()  # the server binds it now
         self.process = subprocess.Popen(
             [sys.executable, "-m", "graphtrain.graph.server_main"],
             env=env,

@@ -220,3 +220,10 @@ def test_endpoints_name_shared_memory_per_partition_only_when_servers_share_a_ho
     # The local partition is the one served on the client's Ray node, not the first on its IP.
     assert [shared.local_partition(n) for n in ("a", "b", "c", None)] == [0, 1, None, None]
     assert shared.shared_memory_name("g", None) not in {"g", "g-part0", "g-part1"}
+
+
+def test_endpoints_refuse_two_servers_on_one_address():
+    from graphtrain.graph.servers import ServerEndpoints
+
+    with pytest.raises(GraphServerError, match="share an address"):
+        ServerEndpoints(addresses=(("127.0.0.1", 5000), ("127.0.0.1", 5000)), node_ids=("a", "b"))

@@ -21,7 +21,7 @@ NEGATIVES = ("uniform", "popularity")
 EMBEDDINGS = ("auto", "replicated", "distributed")
 DEDUPE = ("latest", "sum")
 PARTITION_METHODS = ("metis", "random")
-MAX_BATCHES_PER_DRAW = 16  # EdgeBatchSampler marks nodes and edges with one bit per batch (uint16)
+MAX_BATCHES_PER_DRAW = 16  # EdgeBatchSampler marks nodes and edges with one bit per batch (its _MARK type)
 # alpha_ij: "none" = degree normalisation only; "weight" / "log1p" = the edges'
 # interaction weights (raw, or log(1 + w) for heavy-tailed counts and dwell times).
 EDGE_WEIGHTS = ("none", "weight", "log1p")

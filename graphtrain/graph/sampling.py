@@ -150,7 +150,8 @@ class DistGraphSource:
 
 
 _NO_NODES = np.zeros(0, dtype=np.int64)
-_MARK = np.uint16  # one bit per batch of a draw: MAX_BATCHES_PER_DRAW of them
+# One bit per batch of a draw: the smallest unsigned type of MAX_BATCHES_PER_DRAW bits (uint16 for 16).
+_MARK = np.min_scalar_type((1 << MAX_BATCHES_PER_DRAW) - 1).type
 
 
 class LayerIds:

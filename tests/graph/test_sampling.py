@@ -112,12 +112,12 @@ def test_a_shared_draw_gives_each_batch_all_its_nodes_edges(tiny_dataset, group_
             assert (etype, d, src) in own_edges[0] | own_edges[1]
 
 
-
 def test_a_group_larger_than_the_marks_hold_is_refused(tiny_dataset):
     _, sampler = _sampler(tiny_dataset)
     batches = [_first_batch(tiny_dataset, 8, 8 * k) for k in range(MAX_BATCHES_PER_DRAW + 1)]
     with pytest.raises(ValueError, match=f"draw 1 to {MAX_BATCHES_PER_DRAW} at once"):
         sampler.sample_group(batches, np.random.default_rng(0))
+
 
 def test_pairs_point_at_the_batch_edges_and_negatives_are_in_range(tiny_dataset):
     _, sampler = _sampler(tiny_dataset)

@@ -46,7 +46,7 @@ def make_cold(edges: pd.DataFrame, target: str, fraction: float, seed: int) -> p
     users = np.sort(edges["user_id"].unique())
     cold = np.sort(rng.choice(users, size=int(round(fraction * len(users))), replace=False))
     rows = np.flatnonzero(((edges["domain"] == target) & edges["user_id"].isin(cold)).to_numpy())
-    rows, to_test = halve_per_user(rows, edges["user_id"].to_numpy(), rng)
+    rows, to_test = halve_per_user(rows, edges["user_id"].to_numpy(), rng.random(len(edges)))
     edges = edges.copy()
     edges.loc[rows, "split"] = np.where(to_test, "test", "valid")
     return edges

@@ -103,7 +103,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--storage-option", dest="storage_options", action="append", type=_key_value, default=[],
         help="filesystem option KEY=VALUE, e.g. endpoint_override=127.0.0.1:9000 (repeatable)",
     )
-    p.add_argument("--strict", action="store_true", help="fail on any bad row instead of quarantining it")
+    p.add_argument("--strict", action="store_true", help="fail on any bad row or unreadable file instead of quarantining it")
+    p.add_argument("--buckets", type=int, help="user buckets the rows are shuffled into (default: one per 32 MiB of input)")
     p.add_argument("--seed", type=int, default=0)
 
     p = sub.add_parser("partition", help="dataset -> DGL partitions")

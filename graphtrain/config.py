@@ -62,8 +62,13 @@ class IngestConfig:
     id_maps: Optional[str] = None  # an earlier dataset whose indices must be kept
     storage_options: dict = field(default_factory=dict)  # pyarrow/fsspec filesystem options
     seed: int = 0
+    # User buckets rows are shuffled into (each a Ray task's share); None: one per
+    # BUCKET_INPUT_BYTES of input, at least 2.
+    buckets: Optional[int] = None
 
     def __post_init__(self):
+        if self.buckets is not None and not 1 <= self.buckets <= 65536:
+            raise ConfigError("buckets", self.buckets, "use 1..65536, or leave it unset to size it from the input")
         if isinstance(self.inputs, str) or not self.inputs:
             raise ConfigError("inputs", self.inputs, "give a list of one or more URIs")
         object.__setattr__(self, "inputs", tuple(self.inputs))

@@ -115,15 +115,7 @@ def atomic_artifact(uri: str, storage_options: dict | None = None) -> Iterator[s
         os.makedirs(staging)
         try:
             yield staging
-            with open(os.path.join(staging, MARKER), "w"):
-                pass
-            if os.path.exists(final):
-                old = f"{staging}.old"
-                os.rename(final, old)
-                os.rename(staging, final)
-                shutil.rmtree(old)
-            else:
-                os.rename(staging, final)
+            _commit_local(staging, final)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
         return
@@ -137,6 +129,65 @@ def atomic_artifact(uri: str, storage_options: dict | None = None) -> Iterator[s
             pass
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+SCRATCH = "_work"
+
+
+@contextlib.contextmanager
+def staged_artifact(uri: str, storage_options: dict | None = None) -> Iterator[str]:
+    """Yield a staging URI on the artifact's own storage, which any worker of the
+    cluster can write to; on success it becomes the artifact at ``uri``.
+
+    Its ``_work/`` folder is scratch space and is never committed. Local: the
+    staging folder sits beside the target and is renamed into place. Remote: the
+    staged objects are copied to ``uri`` inside the store, then the marker is
+    written last. On an exception nothing is committed and the staging is removed.
+    """
+    name = f".{os.path.basename(uri.rstrip('/'))}.tmp-{uuid.uuid4().hex[:8]}"
+    if is_local(uri):
+        final = local_path(uri)
+        staging = os.path.join(os.path.dirname(final), name)
+        os.makedirs(staging)
+        try:
+            yield staging
+            shutil.rmtree(os.path.join(staging, SCRATCH), ignore_errors=True)
+            _commit_local(staging, final)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        return
+    fs, path = filesystem(uri, storage_options)
+    parent = path.rstrip("/").rsplit("/", 1)[0]
+    staging_path = f"{parent}/{name}"
+    staging_uri = uri.rstrip("/").rsplit("/", 1)[0] + "/" + name
+    try:
+        yield staging_uri
+        files = [
+            info.path
+            for info in fs.get_file_info(pafs.FileSelector(staging_path, recursive=True, allow_not_found=True))
+            if info.type == pafs.FileType.File and not info.path.startswith(f"{staging_path}/{SCRATCH}/")
+        ]
+        fs.delete_dir_contents(path, missing_dir_ok=True)
+        for source in files:
+            fs.copy_file(source, path + source[len(staging_path) :])
+        with fs.open_output_stream(f"{path}/{MARKER}"):
+            pass
+    finally:
+        if fs.get_file_info(staging_path).type != pafs.FileType.NotFound:
+            fs.delete_dir(staging_path)
+
+
+def _commit_local(staging: str, final: str) -> None:
+    """Mark ``staging`` committed and rename it to ``final``, replacing an older one."""
+    with open(os.path.join(staging, MARKER), "w"):
+        pass
+    if os.path.exists(final):
+        old = f"{staging}.old"
+        os.rename(final, old)
+        os.rename(staging, final)
+        shutil.rmtree(old)
+    else:
+        os.rename(staging, final)
 
 
 def materialize(uri: str, cache_dir: str | None = None, storage_options: dict | None = None) -> str:

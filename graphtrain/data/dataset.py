@@ -3,13 +3,20 @@
 Layout::
 
     dataset/
-      edges/part-NNNNN.parquet   user_idx, item_idx, domain, timestamp, weight, split
-                                 (shards of at most EDGE_SHARD_ROWS rows, in edge order)
-      users.parquet    user_id, user_idx            (users are shared across domains)
-      items.parquet    domain, item_id, item_idx    (item_idx is contiguous per domain)
-      quarantine.parquet  rows that broke the contract, with their reason
+      edges/part-DDD-BBBBB.parquet  user_idx, item_idx, domain, timestamp, weight, split:
+                                    domain DDD (in sorted order) of user bucket BBBBB,
+                                    sorted by (user_idx, item_idx); the sorted file
+                                    names give the edge order
+      users/part-RRRRR.parquet      user_id, user_idx: key range RRRRR of the id map
+                                    (users are shared across domains)
+      items/part-RRRRR.parquet      domain, item_id, item_idx (contiguous per domain)
+      quarantine/part-FFFFFF.parquet  rows of input file FFFFFF that broke the
+                                    contract, as read, with their reason and path
       meta.json        counts per domain/split/reason and the protocol
       _SUCCESS
+
+Datasets written before the bucketed ingest (``users.parquet``, ``items.parquet``,
+``edges/part-NNNNN.parquet``) load the same way.
 """
 
 from __future__ import annotations
@@ -26,10 +33,28 @@ from graphtrain import storage
 
 EDGES = "edges"
 EDGE_SHARD_ROWS = 2_000_000
-USERS = "users.parquet"
-ITEMS = "items.parquet"
-QUARANTINE = "quarantine.parquet"
+USERS = "users"
+ITEMS = "items"
+QUARANTINE = "quarantine"
 META = "meta.json"
+SORT = {USERS: ["user_idx"], ITEMS: ["domain", "item_idx"]}
+
+
+def map_files(uri: str, kind: str, storage_options: dict | None = None) -> list[str]:
+    """Paths, inside the artifact's filesystem, of its ``users`` or ``items`` map:
+    the shards of ``kind/``, or the single ``kind.parquet`` of older datasets."""
+    import pyarrow.fs as pafs
+
+    fs, root = storage.filesystem(uri, storage_options)
+    shards = fs.get_file_info(pafs.FileSelector(f"{root}/{kind}", allow_not_found=True))
+    found = sorted(i.path for i in shards if i.type == pafs.FileType.File and i.path.endswith(".parquet"))
+    return found or [f"{root}/{kind}.parquet"]
+
+
+def _read_map(root: str, kind: str) -> pd.DataFrame:
+    shards = sorted(glob.glob(os.path.join(root, kind, "part-*.parquet"))) or [os.path.join(root, f"{kind}.parquet")]
+    table = pd.concat([pd.read_parquet(p) for p in shards], ignore_index=True)
+    return table.sort_values(SORT[kind], kind="stable").reset_index(drop=True)
 
 
 @dataclass
@@ -52,8 +77,8 @@ class Dataset:
         edges["split"] = edges["split"].astype(str)
         return cls(
             edges=edges,
-            users=pd.read_parquet(os.path.join(root, USERS)),
-            items=pd.read_parquet(os.path.join(root, ITEMS)),
+            users=_read_map(root, USERS),
+            items=_read_map(root, ITEMS),
             meta=storage.read_json(os.path.join(root, META)),
         )
 

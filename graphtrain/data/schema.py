@@ -21,6 +21,8 @@ REQUIRED = ("user_id", "item_id", "domain")
 OPTIONAL = ("timestamp", "weight", "split")
 SPLITS = ("train", "valid", "test")
 REASON = "_reason"
+RAW = "raw"  # the text of a row that could not be parsed into fields
+PATH = "path"
 CANONICAL = ("user_id", "item_id", "domain", "timestamp", "weight", "split")
 
 # Reasons a row is quarantined, in the order they are checked.
@@ -32,6 +34,7 @@ REASONS = (
     "bad_timestamp",
     "bad_weight",
     "bad_split",
+    "malformed_row",
 )
 
 
@@ -69,6 +72,17 @@ def _timestamps(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     return np.where(bad, 0, numeric).astype("int64"), bad
 
 
+def _numbers_from_text(column: pa.ChunkedArray) -> Optional[np.ndarray]:
+    """float64 of a text column when every value is a number or null (Arrow's fast
+    cast); None when any value needs the per-row parser."""
+    if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
+        return None
+    try:
+        return pc.cast(column, pa.float64()).to_numpy(zero_copy_only=False)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None
+
+
 def _arrow_ids(column: pa.ChunkedArray) -> tuple[pa.ChunkedArray, pa.ChunkedArray]:
     """Ids as trimmed strings; mask of null/empty ids."""
     text = pc.utf8_trim_whitespace(pc.cast(column, pa.large_string()))
@@ -80,6 +94,9 @@ def _weights(column: pa.ChunkedArray) -> np.ndarray:
     """float64 weights, NaN where missing or unparsable."""
     if pa.types.is_integer(column.type) or pa.types.is_floating(column.type):
         return pc.cast(column, pa.float64()).to_numpy(zero_copy_only=False)
+    fast = _numbers_from_text(column)
+    if fast is not None:
+        return fast
     return pd.to_numeric(column.to_pandas(), errors="coerce").to_numpy("float64")
 
 
@@ -108,8 +125,9 @@ def validate_table(table: pa.Table, *, domain_override: Optional[str], allowed_d
         flag(~known.to_numpy(zero_copy_only=False), "unknown_domain")
     if "timestamp" in table.column_names:
         column = table["timestamp"]
-        if pa.types.is_integer(column.type) or pa.types.is_floating(column.type):
-            seconds = pc.cast(column, pa.float64()).to_numpy(zero_copy_only=False)
+        numeric = pa.types.is_integer(column.type) or pa.types.is_floating(column.type)
+        seconds = pc.cast(column, pa.float64()).to_numpy(zero_copy_only=False) if numeric else _numbers_from_text(column)
+        if seconds is not None:
             bad = np.isnan(seconds)
             ts = np.where(bad, 0, seconds).astype(np.int64)
         else:  # text or datetimes: the pandas parser handles every flavour
@@ -132,6 +150,48 @@ def validate_table(table: pa.Table, *, domain_override: Optional[str], allowed_d
     else:
         columns["split"] = pa.array(np.full(n, "", dtype=object), pa.large_string())
     columns[REASON] = pa.array(reason, pa.large_string())
-    if "path" in table.column_names:
-        columns["path"] = table["path"]
+    if PATH in table.column_names:
+        columns[PATH] = table[PATH]
     return pa.table(columns)
+
+
+def as_text(table: pa.Table) -> pa.Table:
+    """The contract columns of ``table`` as text, exactly as read (null where absent),
+    for the quarantine: a bad value is kept as it was, not as it was parsed."""
+    n = table.num_rows
+    columns = {}
+    for name in CANONICAL:
+        if name in table.column_names:
+            columns[name] = pc.cast(table[name], pa.large_string())
+        else:
+            columns[name] = pa.nulls(n, pa.large_string())
+    columns[RAW] = table[RAW] if RAW in table.column_names else pa.nulls(n, pa.large_string())
+    return pa.table(columns)
+
+
+def split_valid(
+    table: pa.Table, *, domain_override: Optional[str], allowed_domains: Optional[tuple[str, ...]]
+) -> tuple[pa.Table, pa.Table]:
+    """(good rows in canonical types, bad rows as read with their ``_reason``).
+
+    A table holding only a ``raw`` column is rows that could not be parsed at all.
+    """
+    if table.column_names == [RAW]:
+        bad = as_text(table)
+        return _empty_canonical(), bad.append_column(REASON, pa.array(["malformed_row"] * table.num_rows, pa.large_string()))
+    checked = validate_table(table, domain_override=domain_override, allowed_domains=allowed_domains)
+    reason = checked[REASON]
+    is_bad = pc.not_equal(reason, "")
+    good = checked.filter(pc.invert(is_bad)).select(list(CANONICAL))
+    bad = as_text(table.filter(is_bad)).append_column(REASON, reason.filter(is_bad))
+    return good, bad
+
+
+def _empty_canonical() -> pa.Table:
+    return pa.schema(CANONICAL_TYPES).empty_table()
+
+
+CANONICAL_TYPES = [
+    ("user_id", pa.large_string()), ("item_id", pa.large_string()), ("domain", pa.large_string()),
+    ("timestamp", pa.int64()), ("weight", pa.float64()), ("split", pa.large_string()),
+]

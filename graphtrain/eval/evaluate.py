@@ -24,12 +24,12 @@ REPORT = "report.json"
 
 def embedding_scorer(users: np.ndarray, items: np.ndarray) -> Scorer:
     user_t, item_t = torch.from_numpy(users), torch.from_numpy(items)
-    return lambda idx: user_t[torch.from_numpy(idx)] @ item_t.T
+    return lambda idx, columns=slice(None): user_t[torch.from_numpy(idx)] @ item_t[columns].T
 
 
 def popularity_scorer(popularity: np.ndarray) -> Scorer:
     counts = torch.from_numpy(popularity)
-    return lambda idx: counts.expand(len(idx), -1)
+    return lambda idx, columns=slice(None): counts[columns].expand(len(idx), -1)
 
 
 def warm_and_cold_users(dataset: Dataset, domain: str) -> tuple[np.ndarray, np.ndarray]:
@@ -65,7 +65,10 @@ def evaluate_scorers(
             }
             sampled = cases.subset(mask).metrics(scorer, ks, seed)
             sampled.update({f"recall@{k}": sampled[f"hr@{k}"] for k in ks})
-            results[name][f"{group}_sampled"] = {**sampled, "cases": int(mask.sum())}
+            results[name][f"{group}_sampled"] = {
+                **sampled, "cases": int(mask.sum()),
+                "cases_without_negatives": int(np.isin(cases.skipped_users, users).sum()),
+            }
     return results
 
 

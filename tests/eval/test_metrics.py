@@ -11,7 +11,7 @@ from graphtrain.models.artifact import seen_csr
 def test_metrics_match_hand_computation():
     # 2 users, 5 items. Scores rank items 0 > 1 > 2 > 3 > 4 for both users.
     scores = torch.tensor([[5.0, 4.0, 3.0, 2.0, 1.0], [5.0, 4.0, 3.0, 2.0, 1.0]])
-    scorer = lambda idx: scores[torch.from_numpy(idx)]  # noqa: E731
+    scorer = lambda idx, items=slice(None): scores[torch.from_numpy(idx)][:, items]  # noqa: E731
     positives = seen_csr(np.array([0, 1, 1]), np.array([2, 1, 4]), 2)
     excluded = seen_csr(np.array([0]), np.array([0]), 2)  # user 0 trained on item 0
     m = rank_metrics(scorer, np.array([0, 1]), positives, excluded, num_items=5, ks=(2, 3))
@@ -28,14 +28,14 @@ def test_metrics_match_hand_computation():
 
 def test_perfect_scorer_scores_one():
     scores = torch.eye(4)
-    m = rank_metrics(lambda idx: scores[torch.from_numpy(idx)], np.arange(4), seen_csr(np.arange(4), np.arange(4), 4), seen_csr(np.array([], dtype=np.int64), np.array([], dtype=np.int64), 4), 4, ks=(1,))
+    m = rank_metrics(lambda idx, items=slice(None): scores[torch.from_numpy(idx)][:, items], np.arange(4), seen_csr(np.arange(4), np.arange(4), 4), seen_csr(np.array([], dtype=np.int64), np.array([], dtype=np.int64), 4), 4, ks=(1,))
     assert m == {"recall@1": 1.0, "ndcg@1": 1.0, "hr@1": 1.0, "mrr": 1.0}
 
 
 def test_sampled_negatives_avoid_every_item_the_user_touched():
     seen = seen_csr(np.array([0, 0, 0, 1]), np.array([0, 1, 2, 5]), 2)
-    negatives = sample_negatives(np.array([0, 1, 0]), seen, num_items=10, count=200, seed=0)
-    assert negatives.shape == (3, 200)
+    negatives, drawn = sample_negatives(np.array([0, 1, 0]), seen, num_items=10, count=200, seed=0)
+    assert negatives.shape == (3, 200) and drawn.all()
     assert not np.isin(negatives[[0, 2]], [0, 1, 2]).any()
     assert not np.isin(negatives[1], [5]).any()
     assert set(np.unique(negatives[0])) == set(range(3, 10))
@@ -44,7 +44,7 @@ def test_sampled_negatives_avoid_every_item_the_user_touched():
 def test_sampled_protocol_ranks_each_case_against_its_negatives():
     # 3 items; item i scores i for every user.
     scores = torch.tensor([[0.0, 1.0, 2.0]]).expand(2, -1)
-    scorer = lambda idx: scores[torch.from_numpy(idx)]  # noqa: E731
+    scorer = lambda idx, items=slice(None): scores[torch.from_numpy(idx)][:, items]  # noqa: E731
     users, items = np.array([0, 1]), np.array([2, 0])
     negatives = np.array([[0, 1], [1, 2]])
     m = sampled_metrics(scorer, users, items, negatives, ks=(1, 2))
@@ -57,8 +57,32 @@ def test_sampled_protocol_ranks_each_case_against_its_negatives():
 
 def test_sampled_protocol_breaks_ties_at_random():
     """A constant scorer must score like a random ranking, not like a perfect one."""
-    scorer = lambda idx: torch.zeros(len(idx), 1000)  # noqa: E731
+    scorer = lambda idx, items=slice(None): torch.zeros(len(idx), 1000)[:, items]  # noqa: E731
     users = np.zeros(5000, dtype=np.int64)
     negatives = np.random.default_rng(0).integers(1, 1000, size=(5000, 99))
     m = sampled_metrics(scorer, users, np.zeros(5000, dtype=np.int64), negatives, ks=(10,))
     assert m["hr@10"] == pytest.approx(0.1, abs=0.02)
+
+
+def test_a_user_who_has_seen_every_item_ends_with_no_negatives():
+    # User 0 has seen all 50 items; user 1 all but item 7 (drawn from its unseen list).
+    seen = seen_csr(np.r_[np.zeros(50, int), np.ones(49, int)], np.r_[np.arange(50), np.delete(np.arange(50), 7)], 3)
+    negatives, drawn = sample_negatives(np.array([0, 1, 2]), seen, num_items=50, count=30, seed=0)
+    assert drawn.tolist() == [False, True, True]
+    assert (negatives[0] == -1).all() and (negatives[1] == 7).all() and (negatives[2] >= 0).all()
+
+
+def test_ranking_in_item_chunks_equals_ranking_all_items_at_once():
+    rng = np.random.default_rng(0)
+    n_users, n_items = 300, 257
+    scores = torch.from_numpy(rng.standard_normal((n_users, n_items)))
+    scorer = lambda idx, items=slice(None): scores[torch.from_numpy(idx)][:, items]  # noqa: E731
+    held_u, held_i = rng.integers(0, n_users, 900), rng.integers(0, n_items, 900)
+    train_u, train_i = rng.integers(0, n_users, 3000), rng.integers(0, n_items, 3000)
+    positives, excluded = seen_csr(held_u, held_i, n_users), seen_csr(train_u, train_i, n_users)
+    users = np.unique(held_u)
+    whole = rank_metrics(scorer, users, positives, excluded, n_items, ks=(5, 20), chunk=64, item_chunk=n_items)
+    chunked = rank_metrics(scorer, users, positives, excluded, n_items, ks=(5, 20), chunk=64, item_chunk=10)
+    assert whole.keys() == chunked.keys()
+    for name in whole:
+        assert chunked[name] == pytest.approx(whole[name], rel=1e-12), name

@@ -359,30 +359,37 @@ def write_range(work: Work, kind: str, r: int, offsets: dict[str, int]) -> dict:
 
 def _overlap_users(rows: pd.DataFrame, source: str, target: str) -> np.ndarray:
     """Users of ``rows`` with interactions in both the source and the target domain."""
-    in_source = set(rows.loc[rows["domain"] == source, "user_id"])
-    return np.array(sorted(in_source.intersection(rows.loc[rows["domain"] == target, "user_id"])), dtype=object)
+    domain, user = rows["domain"].to_numpy(dtype=object), rows["user_id"].to_numpy(dtype=object)
+    return np.intersect1d(user[domain == source], user[domain == target])
 
 
-def bucket_values(work: Work, b: int, round_: int, what: str, source: str | None = None, target: str | None = None,
-                  seed: int = 0) -> np.ndarray:
-    """Sorted int64 values of bucket ``b`` whose global order statistics the driver
-    needs: ``timestamp`` of every row, or ``cold_rank``: the cold-start draw
-    (``seeded_rank`` of the user id) of every user in both domains."""
+def _values_path(work: Work, what: str, b: int) -> str:
+    return work.scratch("values", what, f"b{b:05d}.parquet")
+
+
+def write_values(work: Work, b: int, round_: int, what: str, source: str | None = None, target: str | None = None,
+                 seed: int = 0) -> int:
+    """Write, sorted, the int64 values of bucket ``b`` whose global order statistics
+    the driver needs: ``timestamp`` of every row, or ``cold_rank``, the cold-start
+    draw (``seeded_rank`` of the user id) of every user in both domains. Returns how
+    many there are."""
     fs, _ = work.fs()
     if what == "timestamp":
         values = pq.read_table(_kept(work, round_, b), columns=["timestamp"], filesystem=fs)["timestamp"].to_numpy()
     else:
         rows = pq.read_table(_kept(work, round_, b), columns=["user_id", "domain"], filesystem=fs).to_pandas()
         values = seeded_rank(_overlap_users(rows, source, target), seed)
-    return np.sort(np.asarray(values, dtype=np.int64))
+    values = np.sort(np.asarray(values, dtype=np.int64))
+    write_table(fs, _values_path(work, what, b), pa.table({"value": values}))
+    return len(values)
 
 
-def histogram(work: Work, b: int, round_: int, edges: list[int], what: str, **params) -> dict:
-    """How many of bucket ``b``'s values fall in each [edges[i], edges[i+1]), and
-    how many values it has."""
-    values = bucket_values(work, b, round_, what, **params)
-    counts = np.diff(np.searchsorted(values, np.asarray(edges, dtype=np.int64), side="left"))
-    return {"counts": counts.tolist(), "n": len(values)}
+def histogram(work: Work, b: int, what: str, edges: list[int]) -> list[int]:
+    """How many of bucket ``b``'s values (``write_values``) fall in each
+    [edges[i], edges[i+1])."""
+    fs, _ = work.fs()
+    values = pq.read_table(_values_path(work, what, b), filesystem=fs)["value"].to_numpy()
+    return np.diff(np.searchsorted(values, np.asarray(edges, dtype=np.int64), side="left")).tolist()
 
 
 # ---------------------------------------------------------------- 5. split and write

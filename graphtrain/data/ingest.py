@@ -128,50 +128,50 @@ def _read_files(ray, config: IngestConfig, work: buckets.Work, files: list, n_bu
     return sorted((json.loads(r["report"]) for r in reports), key=lambda r: r["index"])
 
 
-def _kth_smallest(ray, work, n_buckets: int, round_: int, k: int, lo: int, hi: int, what: str, bins: int = 4096,
-                  **params) -> int:
-    """The k-th smallest (0-based) of the values every bucket holds (timestamps, or
-    the cold-start draws), found by narrowing a histogram: the driver holds ``bins``
-    counts per bucket, never the values."""
+def _kth_smallest(ray, work, n_buckets: int, what: str, k: int, lo: int, hi: int, bins: int = 1 << 16) -> int:
+    """The k-th smallest (0-based) of the values the buckets wrote (``write_values``),
+    found by narrowing a histogram: the driver holds ``bins`` counts per bucket,
+    never the values. A 2^53 range takes four rounds."""
     task = ray.remote(buckets.histogram).options(max_retries=TASK_RETRIES)
     below = 0  # values < lo
     while hi > lo:
         edges = np.unique(np.linspace(lo, hi + 1, min(bins, hi - lo + 1) + 1).astype(np.int64))
-        answers = ray.get([task.remote(work, b, round_, edges.tolist(), what, **params) for b in range(n_buckets)])
-        cumulative = below + np.cumsum(np.sum([a["counts"] for a in answers], axis=0))
+        answers = ray.get([task.remote(work, b, what, edges.tolist()) for b in range(n_buckets)])
+        cumulative = below + np.cumsum(np.sum(answers, axis=0))
         at = int(np.searchsorted(cumulative, k + 1))  # the first bin holding the k-th value
         below = int(cumulative[at - 1]) if at else below
         lo, hi = int(edges[at]), int(edges[at + 1]) - 1
     return lo
 
 
+def _write_values(ray, work, n_buckets: int, round_: int, what: str, **params) -> int:
+    task = ray.remote(buckets.write_values).options(max_retries=TASK_RETRIES)
+    return sum(ray.get([task.remote(work, b, round_, what, **params) for b in range(n_buckets)]))
+
+
 def _temporal_cuts(ray, work, n_buckets: int, round_: int, bucket_figures: list[dict], fractions) -> tuple[int, int]:
     """The cuts of ``ts <= np.quantile(ts, q)`` (linear interpolation) for the two
-    split fractions: the order statistic floor((n - 1) q), or the next one when
-    (n - 1) q lands on it exactly."""
+    split fractions: the order statistic floor((n - 1) q) (the quantile lies between
+    it and the next one, so no timestamp falls between)."""
+    n = _write_values(ray, work, n_buckets, round_, "timestamp")
     spans = [f["timestamps"] for f in bucket_figures if f["timestamps"]]
     lo, hi = min(s[0] for s in spans), max(s[1] for s in spans)
-    n = sum(f["rows"] for f in bucket_figures)
-    cuts = []
-    for q in (fractions[0], fractions[0] + fractions[1]):
-        position = (n - 1) * min(q, 1.0)
-        k = int(np.floor(position))
-        cuts.append(_kth_smallest(ray, work, n_buckets, round_, k, lo, hi, "timestamp"))
-    return cuts[0], cuts[1]
+    return tuple(
+        _kth_smallest(ray, work, n_buckets, "timestamp", int(np.floor((n - 1) * min(q, 1.0))), lo, hi)
+        for q in (fractions[0], fractions[0] + fractions[1])
+    )
 
 
-def _cold_rank_cut(ray, work, n_buckets: int, round_: int, config: IngestConfig) -> tuple[int | None, int]:
+def _cold_rank_cut(ray, work, n_buckets: int, round_: int, config: IngestConfig) -> int | None:
     """The cold-start draw at or below which an overlapping user becomes cold:
     exactly round(fraction x overlapping users) of them, the same for any bucket
-    count. Returns (cut or None, the number of overlapping users)."""
+    count (None: nobody)."""
     params = {"source": config.source_domain, "target": config.target_domain, "seed": config.seed + 1}
-    top = (1 << buckets.RANK_BITS) - 1
-    task = ray.remote(buckets.histogram).options(max_retries=TASK_RETRIES)
-    overlap = sum(a["n"] for a in ray.get([task.remote(work, b, round_, [0, top + 1], "cold_rank", **params) for b in range(n_buckets)]))
+    overlap = _write_values(ray, work, n_buckets, round_, "cold_rank", **params)
     chosen = int(round(config.cold_start_fraction * overlap))
     if chosen == 0:
-        return None, overlap
-    return _kth_smallest(ray, work, n_buckets, round_, chosen - 1, 0, top, "cold_rank", **params), overlap
+        return None
+    return _kth_smallest(ray, work, n_buckets, "cold_rank", chosen - 1, 0, (1 << buckets.RANK_BITS) - 1)
 
 
 def _boundaries(samples: list, n_ranges: int) -> list:
@@ -318,7 +318,7 @@ def ingest(config: IngestConfig) -> dict:
         domains = tuple(sorted({d for f in figures for d in f["domains"]}))
         cold_cut = None
         if mode != "column" and config.source_domain and config.cold_start_fraction > 0:
-            cold_cut, _ = _cold_rank_cut(ray, work, n_buckets, round_, config)
+            cold_cut = _cold_rank_cut(ray, work, n_buckets, round_, config)
         plan = buckets.SplitPlan(
             mode=mode, fractions=config.split_fractions, seed=config.seed, domains=domains,
             temporal_cuts=_temporal_cuts(ray, work, n_buckets, round_, figures, config.split_fractions) if mode == "temporal" else None,

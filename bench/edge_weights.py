@@ -39,7 +39,8 @@ def main(argv=None) -> None:
     from graphtrain.data.dataset import Dataset
     from graphtrain.data.ingest import ingest
     from graphtrain.data.synthetic import SyntheticSpec, generate, write_logs
-    from graphtrain.eval.evaluate import embedding_scorer, evaluate_scorers, format_table
+    from graphtrain.eval.evaluate import evaluate_scorers, format_table
+    from graphtrain.ranking.scorers import embedding_scorer
     from graphtrain.ray_env import ensure_ray
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])

@@ -85,10 +85,11 @@ def run_case(pair: str, protocol: str, args, work: str) -> dict:
     from graphtrain.config import IngestConfig, ModelConfig
     from graphtrain.data.dataset import Dataset
     from graphtrain.data.ingest import ingest
-    from graphtrain.eval.cases import SampledCases
-    from graphtrain.eval.evaluate import embedding_scorer, evaluate_scorers, popularity_scorer
+    from graphtrain.eval.evaluate import evaluate_scorers
     from graphtrain.models.emcdr import MFConfig, emcdr
     from graphtrain.models.popularity import item_popularity
+    from graphtrain.ranking.cases import SampledCases
+    from graphtrain.ranking.scorers import embedding_scorer, popularity_scorer
 
     source, target = PAIRS[pair]
     logs = protocol_logs(pair, protocol, os.path.join(work, "raw"), seed=args.seed)

@@ -132,7 +132,7 @@ def dgl_inprocess(dataset, fanouts, batch_size, count, idtype=torch.int64) -> tu
     """(seeds/s, sampled edges/s) of DGL's own loader, on the graph with ``idtype`` ids."""
     from graphtrain.graph.build import train_graph
     from graphtrain.graph.dgl_compat import import_dgl
-    from graphtrain.graph.names import forward_etype, reverse_etype
+    from graphtrain.names import forward_etype, reverse_etype
 
     dgl = import_dgl()
     g = train_graph(dataset)
@@ -203,10 +203,11 @@ def _machine_cpu_seconds() -> tuple[float, float]:
 
 
 def ours_dist(ray, dataset_uri, work, parts, method, fanouts, batch_size, count, batches_per_draw, clients=2) -> dict:
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
     from graphtrain.config import PartitionConfig
     from graphtrain.graph.partition import partition
     from graphtrain.graph.servers import GraphServerGroup
-    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     out = os.path.join(work, f"partitions{parts}")
     partition(PartitionConfig(dataset=dataset_uri, output=out, num_parts=parts, method=method))

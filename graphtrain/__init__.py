@@ -24,7 +24,7 @@ __version__ = "0.1.0"
 _STAGES = {
     "ingest": "graphtrain.data.ingest",
     "partition": "graphtrain.graph.partition",
-    "export": "graphtrain.models.export",
+    "export": "graphtrain.inference.export",
     "evaluate": "graphtrain.eval.evaluate",
     "run": "graphtrain.pipeline",
     "demo": "graphtrain.pipeline",

@@ -37,6 +37,9 @@ def _training_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lr-schedule", choices=LR_SCHEDULES, default=TrainConfig.lr_schedule)
     p.add_argument("--patience", type=int, default=TrainConfig.patience,
                    help="stop after N epochs without a better valid NDCG@10 (0: never)")
+    p.add_argument("--validation-users", type=int, default=TrainConfig.validation_users,
+                   help="per-epoch validation scores the valid rows of a seeded sample of this many users")
+    p.add_argument("--max-steps-per-epoch", type=int, default=None, help="cap on training steps per epoch (benchmarks)")
     p.add_argument("--negatives", choices=NEGATIVES, default=TrainConfig.negatives, help="how negative items are drawn")
     p.add_argument("--batches-per-draw", type=int, default=TrainConfig.batches_per_draw,
                    help="mini-batches whose neighbourhoods are drawn together (1: each alone)")
@@ -136,6 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", required=True)
     p.add_argument("--model", required=True)
     p.add_argument("--output", required=True)
+    p.add_argument("--max-users", type=int, help="rank a seeded sample of this many test users per group (default: all)")
 
     p = sub.add_parser("serve", help="Ray Serve HTTP endpoint for a model artifact")
     p.add_argument("--model", required=True)
@@ -180,7 +184,7 @@ def dispatch(args: argparse.Namespace) -> None:
         result = train(config_from_args(cfg.TrainConfig, args, model=model_from_args(args)))
         print(json.dumps(result, indent=2, default=str))
     elif args.command == "export":
-        from graphtrain.models.export import export
+        from graphtrain.inference.export import export
 
         manifest = export(args.dataset, args.checkpoint, args.output)
         print(f"model {manifest['version']} (epoch {manifest['epoch']}) written to {args.output}")

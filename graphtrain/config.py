@@ -171,6 +171,10 @@ class TrainConfig:
     # Optional alignment loss on overlapping users: ||T(m_u) - h_u||^2 (DESIGN.md "Loss"); 0 = off.
     alignment_loss_weight: float = 0.0
     lr_schedule: str = "cosine"  # or "constant"; cosine decays to 0 over `epochs`
+    # Per-epoch validation scores the valid rows of a seeded sample of this many
+    # target users (bounded on any graph; None: every valid user).
+    validation_users: Optional[int] = 5000
+    max_steps_per_epoch: Optional[int] = None  # cap on steps per epoch (benchmarks; None: the whole shard)
     patience: int = 3  # stop after this many epochs without a better valid NDCG@10; 0 = never
     # Node embedding tables: "replicated" (nn.Embedding on every worker, DDP), "distributed"
     # (DGL KVStore beside the graph partitions, sparse updates) or "auto": distributed once
@@ -206,6 +210,9 @@ class TrainConfig:
             raise ConfigError("negatives", self.negatives, f"use one of {NEGATIVES}")
         if self.lr_schedule not in LR_SCHEDULES:
             raise ConfigError("lr_schedule", self.lr_schedule, f"use one of {LR_SCHEDULES}")
+        for name in ("validation_users", "max_steps_per_epoch"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise ConfigError(name, getattr(self, name), "must be >= 1, or None for no cap")
         if self.patience < 0:
             raise ConfigError("patience", self.patience, "must be >= 0 (0 turns early stopping off)")
 
@@ -216,10 +223,15 @@ class EvalConfig:
     model: str
     output: str
     ks: tuple[int, ...] = (10, 20)
+    # Full ranking over a seeded sample of this many test users per group (warm,
+    # cold); None: every test user.
+    max_users: Optional[int] = None
 
     def __post_init__(self):
         if not self.ks or any(k <= 0 for k in self.ks):
             raise ConfigError("ks", self.ks, "give positive cut-offs, e.g. (10, 20)")
+        if self.max_users is not None and self.max_users < 1:
+            raise ConfigError("max_users", self.max_users, "must be >= 1, or None for every test user")
 
 
 @dataclass(frozen=True)
@@ -257,6 +269,8 @@ class RunConfig:
     learning_rate: float = TrainConfig.learning_rate
     weight_decay: float = TrainConfig.weight_decay
     lr_schedule: str = TrainConfig.lr_schedule
+    validation_users: Optional[int] = TrainConfig.validation_users
+    max_steps_per_epoch: Optional[int] = TrainConfig.max_steps_per_epoch
     patience: int = TrainConfig.patience
     negatives: str = TrainConfig.negatives
     embeddings: str = TrainConfig.embeddings

@@ -39,8 +39,8 @@ def run(config: RunConfig, log=print) -> dict:
     """ingest -> partition -> train -> export -> evaluate; returns the report."""
     from graphtrain.data.ingest import format_summary, ingest
     from graphtrain.eval.evaluate import evaluate, format_table
+    from graphtrain.inference.export import export
     from graphtrain.graph.partition import partition
-    from graphtrain.models.export import export
     from graphtrain.train.trainer import train
 
     work = Workdir.at(config.workdir)
@@ -81,13 +81,13 @@ def http_get_json(url: str, timeout: float = 30.0) -> dict:
 
 def demo(workdir: str | None = None, epochs: int = 5, port: int | None = None, log=print) -> dict:
     """Generate data, run every stage with 2 workers and 1 graph server, serve, query."""
+    import ray
+
     from graphtrain.data.dataset import Dataset
     from graphtrain.data.synthetic import SyntheticSpec, generate, source_only_users, write_logs
     from graphtrain.eval.evaluate import format_table
     from graphtrain.ray_env import ensure_ray
     from graphtrain.serve import app
-
-    import ray
 
     workdir = workdir or tempfile.mkdtemp(prefix="graphtrain-demo-")
     work = Workdir.at(workdir)

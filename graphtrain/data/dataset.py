@@ -95,7 +95,7 @@ class Dataset:
 
     @cached_property
     def num_nodes(self) -> dict[str, int]:
-        from graphtrain.graph.names import USER, item_type
+        from graphtrain.names import USER, item_type
 
         return {USER: self.num_users, **{item_type(d): self.num_items(d) for d in self.domains}}
 
@@ -115,7 +115,7 @@ class Dataset:
         """
         import torch
 
-        from graphtrain.graph.names import forward_etype, reverse_etype
+        from graphtrain.names import forward_etype, reverse_etype
 
         index = {}
         for domain in self.domains:

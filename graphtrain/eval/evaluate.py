@@ -9,27 +9,17 @@ from __future__ import annotations
 import os
 
 import numpy as np
-import torch
 
 from graphtrain import storage
 from graphtrain.config import EvalConfig
 from graphtrain.data.dataset import Dataset
-from graphtrain.eval.cases import NUM_NEGATIVES, SampledCases
-from graphtrain.eval.metrics import Scorer, rank_metrics
-from graphtrain.models.artifact import ModelArtifact, seen_csr
+from graphtrain.inference.artifact import ModelArtifact
 from graphtrain.models.popularity import item_popularity
+from graphtrain.ranking.cases import NUM_NEGATIVES, SampledCases
+from graphtrain.ranking.metrics import Scorer, rank_metrics, seen_csr
+from graphtrain.ranking.scorers import embedding_scorer, popularity_scorer
 
 REPORT = "report.json"
-
-
-def embedding_scorer(users: np.ndarray, items: np.ndarray) -> Scorer:
-    user_t, item_t = torch.from_numpy(users), torch.from_numpy(items)
-    return lambda idx, columns=slice(None): user_t[torch.from_numpy(idx)] @ item_t[columns].T
-
-
-def popularity_scorer(popularity: np.ndarray) -> Scorer:
-    counts = torch.from_numpy(popularity)
-    return lambda idx, columns=slice(None): counts[columns].expand(len(idx), -1)
 
 
 def warm_and_cold_users(dataset: Dataset, domain: str) -> tuple[np.ndarray, np.ndarray]:
@@ -41,18 +31,29 @@ def warm_and_cold_users(dataset: Dataset, domain: str) -> tuple[np.ndarray, np.n
     return users[has_history], users[~has_history]
 
 
+def _sample(users: np.ndarray, max_users: int | None, seed: int) -> np.ndarray:
+    if max_users is None or len(users) <= max_users:
+        return users
+    return np.sort(np.random.default_rng([seed, 13]).choice(users, size=max_users, replace=False))
+
+
 def evaluate_scorers(
-    dataset: Dataset, domain: str, scorers: dict[str, Scorer], ks, num_negatives: int = NUM_NEGATIVES, seed: int = 0
+    dataset: Dataset, domain: str, scorers: dict[str, Scorer], ks, num_negatives: int = NUM_NEGATIVES, seed: int = 0,
+    max_users: int | None = None,
 ) -> dict:
     """Metrics of every scorer on ``domain``'s test rows, per user group and protocol:
     ``warm``/``cold`` rank all items (training items excluded); ``warm_sampled``/
     ``cold_sampled`` rank each test row against ``num_negatives`` sampled items
-    (there ``recall@K`` equals ``hr@K``: one positive per case)."""
+    (there ``recall@K`` equals ``hr@K``: one positive per case). With ``max_users``,
+    each group is a seeded sample of that many test users."""
     warm, cold = warm_and_cold_users(dataset, domain)
+    warm, cold = _sample(warm, max_users, seed), _sample(cold, max_users, seed)
     n_users, n_items = dataset.num_users, dataset.num_items(domain)
     positives = seen_csr(*dataset.split_edges("test", domain), n_users)
     excluded = seen_csr(*dataset.split_edges("train", domain), n_users)
     cases = SampledCases.of(dataset, domain, "test", num_negatives, seed)
+    if max_users is not None:
+        cases = cases.subset(np.isin(cases.users, np.concatenate([warm, cold])))
     warm_cases = np.isin(cases.users, warm)
     results = {}
     for name, scorer in scorers.items():
@@ -90,7 +91,7 @@ def evaluate(config: EvalConfig) -> dict:
             "negatives": NUM_NEGATIVES,
             "ks": list(config.ks),
         },
-        "models": evaluate_scorers(dataset, target, scorers, config.ks),
+        "models": evaluate_scorers(dataset, target, scorers, config.ks, max_users=config.max_users),
         "train": {k: v for k, v in model.manifest.get("train", {}).items() if k != "history"},
         "model_version": model.manifest["version"],
     }

@@ -17,7 +17,7 @@ from graphtrain.config import PartitionConfig
 from graphtrain.data.dataset import Dataset
 from graphtrain.graph.build import train_graph
 from graphtrain.graph.dgl_compat import import_dgl
-from graphtrain.graph.names import etype_key
+from graphtrain.names import etype_key
 
 ID_MAPPING = "id_mapping.npz"
 PART_CONFIG = "graph.json"

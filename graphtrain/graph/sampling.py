@@ -21,7 +21,7 @@ from graphtrain.graph.batch import DomainPairs, Etype, LayerEdges, MiniBatch
 from graphtrain.graph.dgl_compat import import_dgl
 from graphtrain.graph.dist_neighbors import SampledEdges, sample_in_neighbors
 from graphtrain.graph.kernel import id_dtype_for, sample_in_edges
-from graphtrain.graph.names import USER, canonical_etypes, etype_domain, forward_etype, item_type, reverse_etype
+from graphtrain.names import USER, canonical_etypes, etype_domain, forward_etype, item_type, reverse_etype
 
 
 class GraphSource(Protocol):

@@ -28,8 +28,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from graphtrain.config import ModelConfig
-from graphtrain.graph.names import USER, item_type, reverse_etype
 from graphtrain.models.popularity import popularity_prior
+from graphtrain.names import USER, item_type, reverse_etype
 
 
 def scatter_mean(values: torch.Tensor, index: torch.Tensor, size: int, weights: torch.Tensor | None = None) -> torch.Tensor:

@@ -6,9 +6,9 @@ import torch
 
 from graphtrain.data.dataset import Dataset
 from graphtrain.graph.batch import LayerEdges
-from graphtrain.graph.names import etype_domain
 from graphtrain.models.alpha import edge_alpha
 from graphtrain.models.gnn import MigrationGNN
+from graphtrain.names import etype_domain
 
 
 def full_graph_layers(dataset: Dataset, num_layers: int, edge_weights: str = "none") -> list[LayerEdges]:

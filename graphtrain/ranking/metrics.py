@@ -20,6 +20,14 @@ Scorer = Callable[[np.ndarray, "slice | torch.Tensor"], torch.Tensor]
 SCORE_BUDGET = 1 << 24
 
 
+def seen_csr(user_idx: np.ndarray, item_idx: np.ndarray, num_users: int) -> tuple[np.ndarray, np.ndarray]:
+    """CSR (indptr, item indices sorted per user) of (user, item) rows."""
+    order = np.lexsort((item_idx, user_idx))
+    indptr = np.zeros(num_users + 1, dtype=np.int64)
+    np.cumsum(np.bincount(user_idx, minlength=num_users), out=indptr[1:])
+    return indptr, item_idx[order].astype(np.int64)
+
+
 def _csr_entries(indptr: np.ndarray, indices: np.ndarray, users: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(row in ``users``, item) of every CSR entry of ``users``."""
     starts, ends = indptr[users], indptr[users + 1]

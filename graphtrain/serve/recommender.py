@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from graphtrain.models.artifact import ModelArtifact
+from graphtrain.inference.artifact import ModelArtifact
 
 
 class UnknownDomainError(ValueError):

@@ -20,12 +20,12 @@ import torch.distributed as dist
 from graphtrain.config import TrainConfig
 from graphtrain.data.dataset import Dataset
 from graphtrain.graph.batch import MiniBatch
-from graphtrain.graph.names import forward_etype, item_type
 from graphtrain.graph.sampling import EdgeBatch, EdgeBatchSampler, GraphSource
 from graphtrain.models.alpha import edge_alpha
 from graphtrain.models.gnn import MigrationGNN
 from graphtrain.models.losses import alignment_loss, bpr_loss, l2_penalty
 from graphtrain.models.popularity import item_popularity
+from graphtrain.names import forward_etype, item_type
 from graphtrain.train.embeddings import DISTRIBUTED, REPLICATED, KVStoreEmbeddings, placement, set_learning_rate
 from graphtrain.train.validation import Validation, learning_rate_at, should_stop
 
@@ -225,7 +225,7 @@ def train_worker(
         edge_weights=edge_alpha(dataset, config.model.edge_weights),
     )
     # Rank 0 validates and decides; the others follow its decision.
-    validation = Validation.of(dataset, config.target_domain, config.seed) if rank == 0 else None
+    validation = Validation.of(dataset, config.target_domain, config.seed, config.validation_users) if rank == 0 else None
     for epoch in range(first_epoch, config.epochs):
         if should_stop(history, config.patience):
             break
@@ -238,7 +238,7 @@ def train_worker(
         rng = seed_epoch(source, config.seed, epoch, rank)
         started, sample_s, seeds, total_loss, steps = time.perf_counter(), 0.0, 0, 0.0, 0
         step_loss.train()
-        begins = list(range(0, len(shard.users), config.batch_size))[:max_steps]
+        begins = list(range(0, len(shard.users), config.batch_size))[: max_steps or config.max_steps_per_epoch]
         for group in range(0, len(begins), config.batches_per_draw):
             t0 = time.perf_counter()
             batches = sampler.sample_group([shard.rows(b, config.batch_size) for b in begins[group:group + config.batches_per_draw]], rng)

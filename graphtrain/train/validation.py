@@ -9,10 +9,10 @@ from typing import Optional
 
 from graphtrain.config import TrainConfig
 from graphtrain.data.dataset import Dataset
-from graphtrain.eval.cases import SampledCases
-from graphtrain.eval.evaluate import embedding_scorer
 from graphtrain.models.gnn import MigrationGNN
 from graphtrain.models.inference import embed
+from graphtrain.ranking.cases import SampledCases
+from graphtrain.ranking.scorers import embedding_scorer
 
 METRIC = "valid_ndcg@10"
 
@@ -20,16 +20,17 @@ METRIC = "valid_ndcg@10"
 class Validation:
     """Valid NDCG@10 / HR@10 of a model; negatives are drawn once, so epochs compare."""
 
-    def __init__(self, dataset: Dataset, domain: str, seed: int):
+    def __init__(self, dataset: Dataset, domain: str, seed: int, max_users: Optional[int] = None):
         self.dataset = dataset
         self.domain = domain
-        self.cases = SampledCases.of(dataset, domain, "valid", seed=seed)
+        self.cases = SampledCases.of(dataset, domain, "valid", seed=seed, max_users=max_users)
 
     @classmethod
-    def of(cls, dataset: Dataset, domain: str, seed: int) -> Optional["Validation"]:
-        """None when the dataset has no valid rows in ``domain``."""
+    def of(cls, dataset: Dataset, domain: str, seed: int, max_users: Optional[int] = None) -> Optional["Validation"]:
+        """None when the dataset has no valid rows in ``domain``; the valid rows of
+        at most ``max_users`` users (a seeded sample) otherwise."""
         users, _ = dataset.split_edges("valid", domain)
-        return cls(dataset, domain, seed) if len(users) else None
+        return cls(dataset, domain, seed, max_users) if len(users) else None
 
     def __call__(self, model: MigrationGNN) -> dict[str, float]:
         reps = embed(model, self.dataset)

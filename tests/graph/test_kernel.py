@@ -7,7 +7,7 @@ import torch
 
 from graphtrain.graph.build import train_graph
 from graphtrain.graph.kernel import sample_in_edges
-from graphtrain.graph.names import USER
+from graphtrain.names import USER
 
 
 @pytest.mark.parametrize("idtype", [torch.int64, torch.int32])

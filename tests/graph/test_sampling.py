@@ -4,8 +4,8 @@ import torch
 
 from graphtrain.config import MAX_BATCHES_PER_DRAW
 from graphtrain.graph.build import train_graph
-from graphtrain.graph.names import USER, forward_etype, item_type, reverse_etype
 from graphtrain.graph.sampling import EdgeBatchSampler, LocalGraphSource
+from graphtrain.names import USER, forward_etype, item_type, reverse_etype
 from graphtrain.train.loop import TrainEdges
 
 

@@ -31,8 +31,8 @@ def _sample_through_servers(endpoints, partitions, dataset_uri):
     and SIGTERM handlers as they were (Ray stops workers with them)."""
     from graphtrain.data.dataset import Dataset
     from graphtrain.graph.client import DGL_HANDLED_SIGNALS, dist_graph_client, signal_handler
-    from graphtrain.graph.names import USER, etype_domain
     from graphtrain.graph.sampling import EdgeBatchSampler
+    from graphtrain.names import USER, etype_domain
 
     dataset = Dataset.load(dataset_uri)
     found = []

@@ -23,8 +23,8 @@ def sample_shard(endpoints, partitions, dataset_uri, rank, rank_partitions):
 
     from graphtrain.data.dataset import Dataset
     from graphtrain.graph.client import dist_graph_client
-    from graphtrain.graph.names import USER
     from graphtrain.graph.sampling import EdgeBatchSampler
+    from graphtrain.names import USER
     from graphtrain.train.loop import TrainEdges, edge_owners
 
     dataset = Dataset.load(dataset_uri)

@@ -2,9 +2,10 @@
 
 import numpy as np
 
-from graphtrain.eval.cases import SampledCases
-from graphtrain.eval.evaluate import embedding_scorer, warm_and_cold_users
+from graphtrain.eval.evaluate import warm_and_cold_users
 from graphtrain.models.emcdr import MFConfig, bpr_mf, emcdr
+from graphtrain.ranking.cases import SampledCases
+from graphtrain.ranking.scorers import embedding_scorer
 
 
 def test_bpr_mf_learns_the_training_edges(tiny_dataset):

@@ -7,11 +7,11 @@ import torch
 from graphtrain.config import ModelConfig
 from graphtrain.graph.batch import LayerEdges
 from graphtrain.graph.build import train_graph
-from graphtrain.graph.names import USER, item_type
 from graphtrain.graph.sampling import EdgeBatchSampler, LocalGraphSource
 from graphtrain.models.alpha import edge_alpha
 from graphtrain.models.gnn import MigrationGNN, scatter_mean
 from graphtrain.models.inference import embed, full_graph_layers
+from graphtrain.names import USER, item_type
 
 
 def test_scatter_mean_averages_and_leaves_isolated_rows_zero():

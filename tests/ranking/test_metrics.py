@@ -4,8 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from graphtrain.eval.metrics import rank_metrics, sample_negatives, sampled_metrics
-from graphtrain.models.artifact import seen_csr
+from graphtrain.ranking.metrics import rank_metrics, sample_negatives, sampled_metrics, seen_csr
 
 
 def test_metrics_match_hand_computation():
@@ -86,3 +85,15 @@ def test_ranking_in_item_chunks_equals_ranking_all_items_at_once():
     assert whole.keys() == chunked.keys()
     for name in whole:
         assert chunked[name] == pytest.approx(whole[name], rel=1e-12), name
+
+
+def test_sampled_cases_are_bounded_by_users_and_drawn_the_same_every_time(tiny_dataset):
+    from graphtrain.ranking.cases import SampledCases
+
+    every = SampledCases.of(tiny_dataset, "movies", "valid", num_negatives=20, seed=0)
+    few = SampledCases.of(tiny_dataset, "movies", "valid", num_negatives=20, seed=0, max_users=10)
+    assert len(np.unique(few.users)) == 10 and set(few.users) <= set(every.users)
+    again = SampledCases.of(tiny_dataset, "movies", "valid", num_negatives=20, seed=0, max_users=10)
+    assert np.array_equal(few.users, again.users) and np.array_equal(few.negatives(0), again.negatives(0))
+    seen = {(u, i) for d in ("train", "valid", "test") for u, i in zip(*tiny_dataset.split_edges(d, "movies"))}
+    assert not any((u, n) in seen for u, row in zip(few.users, few.negatives(0)) for n in row)

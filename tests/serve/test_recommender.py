@@ -2,7 +2,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from graphtrain.models.artifact import ModelArtifact, seen_csr
+from graphtrain.inference.artifact import ModelArtifact
+from graphtrain.ranking.metrics import seen_csr
 from graphtrain.serve.recommender import Recommender, UnknownDomainError
 
 

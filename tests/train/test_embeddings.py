@@ -8,10 +8,11 @@ import torch
 
 from graphtrain.config import ModelConfig, PartitionConfig, TrainConfig
 from graphtrain.errors import ConfigError
-from graphtrain.eval.evaluate import embedding_scorer, evaluate_scorers, popularity_scorer
+from graphtrain.eval.evaluate import evaluate_scorers
 from graphtrain.graph.partition import partition
 from graphtrain.models.inference import embed
 from graphtrain.models.popularity import item_popularity
+from graphtrain.ranking.scorers import embedding_scorer, popularity_scorer
 from graphtrain.train.checkpoint import load_model
 from graphtrain.train.embeddings import DISTRIBUTED, REPLICATED, placement, replicated_bytes
 from graphtrain.train.trainer import train

@@ -8,9 +8,10 @@ import numpy as np
 
 from graphtrain import storage
 from graphtrain.data.dataset import Dataset
-from graphtrain.models import artifact
+from graphtrain.inference import artifact
 from graphtrain.models.inference import embed
 from graphtrain.models.popularity import item_popularity
+from graphtrain.ranking.metrics import seen_csr
 from graphtrain.train import checkpoint
 
 
@@ -27,7 +28,7 @@ def export(dataset_uri: str, checkpoint_uri: str, output: str) -> dict:
         arrays[f"items@{domain}"] = reps["items"][domain].cpu().numpy().astype(np.float32)
         arrays[f"popularity@{domain}"] = item_popularity(dataset, domain)
         users, items = dataset.split_edges("train", domain)
-        arrays[f"seen_indptr@{domain}"], arrays[f"seen_indices@{domain}"] = artifact.seen_csr(users, items, dataset.num_users)
+        arrays[f"seen_indptr@{domain}"], arrays[f"seen_indices@{domain}"] = seen_csr(users, items, dataset.num_users)
     state = checkpoint.read_state(checkpoint_dir)
     # The whole run's history lives in the newest checkpoint (the exported one may be earlier).
     history = checkpoint.read_state(checkpoint_uri, "last")["history"]

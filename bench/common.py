@@ -27,24 +27,53 @@ def machine() -> dict:
     }
 
 
+def process_role(process: psutil.Process) -> str:
+    """What a process under the bench is, from its name and command line."""
+    try:
+        name = process.name()
+        command = " ".join(process.cmdline())
+    except psutil.Error:
+        return "gone"
+    if "server_main" in command:
+        return "graph_server"
+    if "ServeReplica" in command or "ServeReplica" in name:
+        return "serve_replica"
+    if "RayTrainWorker" in command or "RayTrainWorker" in name:
+        return "train_worker"
+    if name.startswith("ray::") or command.startswith("ray::"):
+        return "ray_worker"
+    return "ray_system"
+
+
 class PeakMemory:
     """Peak resident memory of this process and all its descendants (Ray's raylet,
-    workers and object store included when Ray was started here), sampled every 0.1 s."""
+    workers and object store included when Ray was started here), sampled every 0.1 s.
+
+    Besides the tree's total, it keeps per role (``process_role``) the peak RSS of the
+    single largest process: the driver is this process.
+    """
 
     def __init__(self, interval_s: float = 0.1):
         self.interval_s = interval_s
         self.peak_bytes = 0
+        self.role_peak_bytes: dict[str, int] = {}
         self._stop = threading.Event()
 
     def _total(self) -> int:
         root = psutil.Process()
         total = root.memory_info().rss
+        self._note("driver", total)
         for child in root.children(recursive=True):
             try:
-                total += child.memory_info().rss
+                rss = child.memory_info().rss
             except psutil.Error:
-                pass
+                continue
+            total += rss
+            self._note(process_role(child), rss)
         return total
+
+    def _note(self, role: str, rss: int) -> None:
+        self.role_peak_bytes[role] = max(self.role_peak_bytes.get(role, 0), rss)
 
     def _run(self):
         while not self._stop.is_set():
@@ -65,6 +94,10 @@ class PeakMemory:
     @property
     def peak_gib(self) -> float:
         return round(self.peak_bytes / 2**30, 2)
+
+    def role_gib(self) -> dict[str, float]:
+        """Peak RSS of the largest process of each role, GiB."""
+        return {role: round(b / 2**30, 3) for role, b in sorted(self.role_peak_bytes.items())}
 
 
 def write_result(name: str, unit: str, ours: float, baseline: float, params: dict, extra: dict | None = None) -> dict:

@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Optional, Sequence
 
+from graphtrain import storage
 from graphtrain.errors import ConfigError
 
 DOMAIN_NAME = re.compile(r"^[A-Za-z0-9_\-]+$")
@@ -36,6 +37,25 @@ def _fraction(name: str, value: float, *, upper_open: bool = True) -> None:
     ok = 0.0 <= value < 1.0 if upper_open else 0.0 <= value <= 1.0
     if not ok:
         raise ConfigError(name, value, "must be a fraction in [0, 1)")
+
+
+def resolve_paths(config, *names: str) -> None:
+    """Make the local paths in ``names`` absolute, against the working directory of
+    the person who typed them: Ray workers, actors and jobs have working
+    directories of their own. URIs with a scheme (s3://, gs://) are left as given."""
+    for name in names:
+        value = getattr(config, name)
+        if value is None:
+            continue
+        if isinstance(value, (tuple, list)):
+            resolved = tuple(_absolute(v) for v in value)
+        else:
+            resolved = _absolute(value)
+        object.__setattr__(config, name, resolved)
+
+
+def _absolute(uri: str) -> str:
+    return storage.local_path(uri) if isinstance(uri, str) and storage.is_local(uri) else uri
 
 
 def check_domain(name: str, value: str) -> None:
@@ -72,6 +92,7 @@ class IngestConfig:
         if isinstance(self.inputs, str) or not self.inputs:
             raise ConfigError("inputs", self.inputs, "give a list of one or more URIs")
         object.__setattr__(self, "inputs", tuple(self.inputs))
+        resolve_paths(self, "inputs", "output", "id_maps")
         for name in ("source_domain", "target_domain", "domain"):
             value = getattr(self, name)
             if value is not None:
@@ -103,6 +124,7 @@ class PartitionConfig:
     method: str = "metis"
 
     def __post_init__(self):
+        resolve_paths(self, "dataset", "output")
         _positive("num_parts", self.num_parts)
         if self.method not in PARTITION_METHODS:
             raise ConfigError("method", self.method, f"use one of {PARTITION_METHODS}")
@@ -185,6 +207,7 @@ class TrainConfig:
     seed: int = 0
 
     def __post_init__(self):
+        resolve_paths(self, "dataset", "partitions", "output")
         check_domain("source_domain", self.source_domain)
         check_domain("target_domain", self.target_domain)
         if self.embeddings not in EMBEDDINGS:
@@ -228,6 +251,7 @@ class EvalConfig:
     max_users: Optional[int] = None
 
     def __post_init__(self):
+        resolve_paths(self, "dataset", "model", "output")
         if not self.ks or any(k <= 0 for k in self.ks):
             raise ConfigError("ks", self.ks, "give positive cut-offs, e.g. (10, 20)")
         if self.max_users is not None and self.max_users < 1:
@@ -242,6 +266,7 @@ class ServeConfig:
     max_k: int = 1000
 
     def __post_init__(self):
+        resolve_paths(self, "model")
         if not 0 < self.port < 65536:
             raise ConfigError("port", self.port, "use a TCP port in 1..65535")
         _positive("max_k", self.max_k)
@@ -278,6 +303,7 @@ class RunConfig:
     alignment_loss_weight: float = TrainConfig.alignment_loss_weight
 
     def __post_init__(self):
+        resolve_paths(self, "inputs", "workdir")
         if self.partition_method not in PARTITION_METHODS:  # PartitionConfig calls this field `method`
             raise ConfigError("partition_method", self.partition_method, f"use one of {PARTITION_METHODS}")
         # Every stage's config checks its own fields now, not after the stages before it ran.

@@ -1,3 +1,5 @@
+import os
+
 from graphtrain import config as cfg
 from graphtrain.cli import build_parser, config_from_args, main, model_from_args
 
@@ -9,10 +11,11 @@ def test_run_flags_map_onto_the_run_config():
          "--batches-per-draw", "1"]
     )
     run = config_from_args(cfg.RunConfig, args, inputs=args.input)
-    assert run.inputs == ["a", "b"] and run.workers == 3 and run.fanouts == (5, 4)
+    # Local paths are resolved against the caller's working directory (workers have their own).
+    assert run.inputs == (os.path.abspath("a"), os.path.abspath("b")) and run.workers == 3 and run.fanouts == (5, 4)
     assert run.num_parts == 2 and run.partition_method == "random"
     train = run.train_config("d", "p", "o")  # what `run` hands its train stage
-    assert (train.workers, train.fanouts, train.source_domain, train.output) == (3, (5, 4), "books", "o")
+    assert (train.workers, train.fanouts, train.source_domain, train.output) == (3, (5, 4), "books", os.path.abspath("o"))
     assert train.batches_per_draw == 1
 
 

@@ -7,6 +7,7 @@ One code path: stages call :func:`ensure_ray`, which joins the cluster named by
 
 from __future__ import annotations
 
+import json
 import os
 
 # Thread counts for every process graphtrain starts: DGL's OpenMP threads spinning
@@ -24,6 +25,18 @@ STORAGE_ENV_PREFIXES = ("AWS_", "GOOGLE_", "GCS_", "AZURE_")
 
 def worker_env() -> dict[str, str]:
     return {**THREAD_ENV, **TRAIN_ENV}
+
+
+def job_env_vars() -> dict[str, str]:
+    """The env_vars of the job's own runtime_env, when this driver runs under
+    ``ray job submit`` (Ray passes the job's config in RAY_JOB_CONFIG_JSON_ENV_VAR)."""
+    raw = os.environ.get("RAY_JOB_CONFIG_JSON_ENV_VAR")
+    if not raw:
+        return {}
+    try:
+        return dict(((json.loads(raw).get("runtime_env") or {}).get("env_vars")) or {})
+    except (ValueError, AttributeError):
+        return {}
 
 
 def storage_env() -> dict[str, str]:
@@ -60,7 +73,11 @@ def ensure_ray(num_cpus: int | None = None):
     for key, value in TRAIN_ENV.items():
         os.environ.setdefault(key, value)
     if os.environ.get("RAY_ADDRESS"):
-        ray.init(runtime_env={"env_vars": worker_env()}, log_to_driver=True)
+        # Ray refuses a driver runtime_env that sets a variable the job's runtime_env
+        # also sets ("Failed to merge the Job's runtime env"): add only the others.
+        job_env = job_env_vars()
+        extra = {k: v for k, v in worker_env().items() if k not in job_env}
+        ray.init(runtime_env={"env_vars": extra} if extra else None, log_to_driver=True)
         return ray
     # A local instance that we start and stop ourselves: loopback only, no token auth.
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")

@@ -34,6 +34,8 @@ def process_role(process: psutil.Process) -> str:
         command = " ".join(process.cmdline())
     except psutil.Error:
         return "gone"
+    if "graphtrain.cli" in command:  # a stage run as a user runs it, in its own process
+        return "driver"
     if "server_main" in command:
         return "graph_server"
     if "ServeReplica" in command or "ServeReplica" in name:
@@ -53,8 +55,9 @@ class PeakMemory:
     single largest process: the driver is this process.
     """
 
-    def __init__(self, interval_s: float = 0.1):
+    def __init__(self, interval_s: float = 0.1, self_role: str = "driver"):
         self.interval_s = interval_s
+        self.self_role = self_role
         self.peak_bytes = 0
         self.role_peak_bytes: dict[str, int] = {}
         self._stop = threading.Event()
@@ -62,7 +65,7 @@ class PeakMemory:
     def _total(self) -> int:
         root = psutil.Process()
         total = root.memory_info().rss
-        self._note("driver", total)
+        self._note(self.self_role, total)
         for child in root.children(recursive=True):
             try:
                 rss = child.memory_info().rss

@@ -12,9 +12,11 @@ the pipeline's stages one by one, each under ``PeakMemory``:
   evaluate   EvalConfig capped at ``--eval-users`` test users per group
   serve      one Serve replica, one /recommend request
 
-Per stage it records wall time, throughput and the peak RSS of the largest process
-of each role (driver = this process; train_worker, graph_server, serve_replica,
-ray_worker = other Ray tasks and actors). The baseline is the smallest size: the JSON
+Each stage but serve runs as a user runs it, ``python -m graphtrain.cli <stage>`` in
+a process of its own (the driver) that joins this bench's Ray instance; serve is
+deployed from this process. Per stage it records wall time, throughput and the peak
+RSS of the largest process of each role (driver; train_worker, graph_server,
+serve_replica; ray_worker = other Ray tasks and actors). The baseline is the smallest size: the JSON
 gives every peak as a ratio to the smallest size's.
 
     python bench/scale.py --sizes 1000000 4000000 16000000
@@ -28,6 +30,7 @@ import argparse
 import json
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -43,8 +46,8 @@ from bench.ingest import _in_subprocess, generate  # noqa: E402
 STAGES = ("ingest", "partition", "train", "export", "evaluate", "serve")
 
 
-def _stage(name: str, fn, results: dict) -> object:
-    with PeakMemory() as memory:
+def _stage(name: str, fn, results: dict, self_role: str = "bench") -> object:
+    with PeakMemory(self_role=self_role) as memory:
         started = time.perf_counter()
         value = fn()
         seconds = time.perf_counter() - started
@@ -53,53 +56,64 @@ def _stage(name: str, fn, results: dict) -> object:
     return value
 
 
+def _cli(*args: str) -> str:
+    """One stage as a user runs it: `graphtrain <stage> ...` in a process of its own
+    (the driver), joining this bench's Ray instance."""
+    env = {**os.environ, "RAY_ADDRESS": os.environ["GT_BENCH_RAY_ADDRESS"]}
+    done = subprocess.run([sys.executable, "-m", "graphtrain.cli", *args], env=env, capture_output=True, text=True)
+    if done.returncode:
+        raise RuntimeError(f"graphtrain {args[0]} failed:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
+    return done.stdout
+
+
 def run_size(rows: int, args, work: str) -> dict:
-    from graphtrain.config import EvalConfig, IngestConfig, ModelConfig, PartitionConfig, ServeConfig, TrainConfig
-    from graphtrain.data.ingest import ingest
-    from graphtrain.eval.evaluate import evaluate
-    from graphtrain.inference.export import export
-    from graphtrain.graph.partition import partition
+    from graphtrain.config import ServeConfig
     from graphtrain.net import free_port
     from graphtrain.pipeline import http_get_json
     from graphtrain.serve import app
-    from graphtrain.train.trainer import train
 
     raw = os.path.join(work, "raw")
     os.makedirs(raw)
     _in_subprocess(generate, rows, raw)
-    paths = {name: os.path.join(work, name) for name in ("dataset", "partitions", "checkpoints", "model", "reports")}
+    p = {name: os.path.join(work, name) for name in ("dataset", "partitions", "checkpoints", "model", "reports")}
+    domains = ["--source-domain", "books", "--target-domain", "movies"]
     stages: dict = {}
-    meta = _stage("ingest", lambda: ingest(IngestConfig(inputs=[raw], output=paths["dataset"], source_domain="books",
-                                                        target_domain="movies")), stages)
+    _stage("ingest", lambda: _cli("ingest", "--input", raw, "--output", p["dataset"], *domains), stages)
+    meta = _meta(p["dataset"])
     stages["ingest"]["rows_per_s"] = round(rows / stages["ingest"]["seconds"])
-    parts = _stage("partition", lambda: partition(PartitionConfig(dataset=paths["dataset"], output=paths["partitions"],
-                                                                  num_parts=args.parts, method="random")), stages)
-    stages["partition"]["edges_per_s"] = round(parts["num_edges"] / stages["partition"]["seconds"])
-    config = TrainConfig(
-        dataset=paths["dataset"], partitions=paths["partitions"], output=paths["checkpoints"], source_domain="books",
-        target_domain="movies", model=ModelConfig(embedding_dim=32), workers=2, epochs=1, batch_size=1024,
-        max_steps_per_epoch=args.steps, validation_users=args.validation_users,
-    )
-    trained = _stage("train", lambda: train(config), stages)
+    _stage("partition", lambda: _cli("partition", "--dataset", p["dataset"], "--output", p["partitions"],
+                                     "--num-parts", str(args.parts), "--method", "random"), stages)
+    train_edges = sum(n.get("train", 0) for n in meta["edges"].values())
+    stages["partition"]["train_edges_per_s"] = round(train_edges / stages["partition"]["seconds"])
+    _stage("train", lambda: _cli("train", "--dataset", p["dataset"], "--partitions", p["partitions"], "--output",
+                                 p["checkpoints"], *domains, "--workers", "2", "--epochs", "1", "--embedding-dim", "32",
+                                 "--max-steps-per-epoch", str(args.steps), "--validation-users", str(args.validation_users)),
+           stages)
     stages["train"]["steps"] = args.steps
-    _stage("export", lambda: export(paths["dataset"], paths["checkpoints"], paths["model"]), stages)
-    report = _stage("evaluate", lambda: evaluate(EvalConfig(dataset=paths["dataset"], model=paths["model"],
-                                                            output=paths["reports"], max_users=args.eval_users)), stages)
+    _stage("export", lambda: _cli("export", "--dataset", p["dataset"], "--checkpoint", p["checkpoints"], "--output", p["model"]),
+           stages)
+    _stage("evaluate", lambda: _cli("evaluate", "--dataset", p["dataset"], "--model", p["model"], "--output", p["reports"],
+                                    "--max-users", str(args.eval_users)), stages)
+    with open(os.path.join(p["reports"], "report.json")) as f:
+        report = json.load(f)
     users = sum(group.get("users", 0) for group in report["models"]["graphtrain"].values())
     stages["evaluate"]["users_per_s"] = round(users / stages["evaluate"]["seconds"], 1)
 
     def serve_once():
-        base = app.start(ServeConfig(model=paths["model"], port=free_port()))
+        base = app.start(ServeConfig(model=p["model"], port=free_port()))
         try:
             return http_get_json(f"{base}/recommend?user_id=u1&k=10&domain=movies")
         finally:
             app.stop()
 
-    _stage("serve", serve_once, stages)
-    return {
-        "rows": rows, "rows_kept": meta["rows_kept"], "users": meta["num_users"], "buckets": meta["buckets"],
-        "train_edges": parts["num_edges"], "train_seconds": trained["seconds"], "stages": stages,
-    }
+    _stage("serve", serve_once, stages, self_role="driver")
+    return {"rows": rows, "rows_kept": meta["rows_kept"], "users": meta["num_users"], "buckets": meta["buckets"],
+            "train_edges": train_edges, "stages": stages}
+
+
+def _meta(dataset: str) -> dict:
+    with open(os.path.join(dataset, "meta.json")) as f:
+        return json.load(f)
 
 
 def _ratios(runs: list[dict]) -> dict:
@@ -148,6 +162,7 @@ def main(argv=None) -> None:
     from graphtrain.ray_env import ensure_ray
 
     ray = ensure_ray()
+    os.environ["GT_BENCH_RAY_ADDRESS"] = ray.get_runtime_context().gcs_address
     runs = []
     try:
         for rows in args.sizes:

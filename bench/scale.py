@@ -158,6 +158,7 @@ def main(argv=None) -> None:
     parser.add_argument("--steps", type=int, default=20, help="training steps per epoch")
     parser.add_argument("--validation-users", type=int, default=5000)
     parser.add_argument("--eval-users", type=int, default=5000)
+    parser.add_argument("--name", default="scale", help="results file bench/results/<name>.json/.png")
     args = parser.parse_args(argv)
     from graphtrain.ray_env import ensure_ray
 
@@ -179,12 +180,12 @@ def main(argv=None) -> None:
     print(json.dumps(ratios, indent=1))
     driver = {stage: ratios[stage].get("driver") for stage in ratios}
     write_result(
-        "scale", "driver peak RSS growth (largest / smallest size), ingest",
+        args.name, "driver peak RSS growth (largest / smallest size), ingest",
         driver["ingest"], 1.0, {"sizes": args.sizes, "parts": args.parts, "steps": args.steps},
         {"runs": runs, "peak_ratio_largest_over_smallest": ratios},
     )
-    _plot(runs, os.path.join(RESULTS, "scale.png"))
-    print(f"wrote {os.path.join(RESULTS, 'scale.json')}")
+    _plot(runs, os.path.join(RESULTS, f"{args.name}.png"))
+    print(f"wrote {os.path.join(RESULTS, args.name + '.json')}")
 
 
 if __name__ == "__main__":

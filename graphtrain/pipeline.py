@@ -39,12 +39,16 @@ def run(config: RunConfig, log=print) -> dict:
     """ingest -> partition -> train -> export -> evaluate; returns the report."""
     from graphtrain.data.ingest import format_summary, ingest
     from graphtrain.eval.evaluate import evaluate, format_table
-    from graphtrain.inference.export import export
     from graphtrain.graph.partition import partition
-    from graphtrain.train.trainer import train
+    from graphtrain.inference.export import export
+    from graphtrain.ray_env import ensure_ray
+    from graphtrain.train.trainer import check_resources, train
 
     work = Workdir.at(config.workdir)
     timings = {}
+    # Before ingest and partition: a run the cluster cannot hold fails now, not at train.
+    ensure_ray()
+    check_resources(config.train_config(dataset=work.dataset, partitions=work.partitions, output=work.checkpoints))
 
     def stage(name, fn):
         log(f"== {name}")

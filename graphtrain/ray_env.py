@@ -64,6 +64,29 @@ def _loopback_only() -> None:
         ray_constants.ENABLE_RAY_CLUSTER = False
 
 
+def joined_a_cluster() -> bool:
+    """True when graphtrain joins an existing Ray cluster (``RAY_ADDRESS``), whose
+    autoscaler may add nodes; False for the local instance it starts itself."""
+    return bool(os.environ.get("RAY_ADDRESS"))
+
+
+def wait_for_resources(need: dict[str, float], wait_s: float, poll_s: float = 2.0) -> dict[str, float] | None:
+    """Wait up to ``wait_s`` for the cluster to hold ``need`` in total (an
+    autoscaler may be adding nodes). Returns None once it does, else the totals."""
+    import time
+
+    import ray
+
+    deadline = time.monotonic() + wait_s
+    while True:
+        total = ray.cluster_resources()
+        if all(total.get(k, 0) >= v for k, v in need.items()):
+            return None
+        if time.monotonic() >= deadline:
+            return total
+        time.sleep(poll_s)
+
+
 def ensure_ray(num_cpus: int | None = None):
     """Initialise Ray once per process and return the ``ray`` module."""
     import ray

@@ -14,7 +14,8 @@ import time
 
 from graphtrain import storage
 from graphtrain.config import TrainConfig
-from graphtrain.ray_env import actor_runtime_env, ensure_ray
+from graphtrain.errors import ConfigError
+from graphtrain.ray_env import actor_runtime_env, ensure_ray, joined_a_cluster, wait_for_resources
 from graphtrain.train import checkpoint
 from graphtrain.train.validation import best_epoch
 
@@ -64,6 +65,27 @@ def ray_train_loop(loop_config: dict) -> None:
         train_worker(config, dataset, source, rank=rank, world_size=world_size, report=report, resume=resume)
 
 
+# How long a cluster's autoscaler gets to add the nodes a run asks for.
+RESOURCE_WAIT_S = 300
+
+
+def check_resources(config: TrainConfig) -> None:
+    """Fail at once, naming the field, when the cluster can never run ``workers``
+    train workers (one CPU each, and a GPU each with ``gpu``). Ray Train would
+    otherwise retry the worker group's start every minute, forever. A local instance
+    is checked at once; a joined cluster gets RESOURCE_WAIT_S to scale up."""
+    need = {"CPU": float(config.workers), **({"GPU": float(config.workers)} if config.gpu else {})}
+    total = wait_for_resources(need, RESOURCE_WAIT_S if joined_a_cluster() else 0)
+    if total is None:
+        return
+    have = f"the Ray cluster has {total.get('CPU', 0):g} CPUs and {total.get('GPU', 0):g} GPUs"
+    if config.gpu and total.get("GPU", 0) < config.workers:
+        raise ConfigError("gpu", True, f"{have}; {config.workers} GPU workers need {config.workers} GPUs. "
+                          "Drop --gpu, lower --workers, or add GPU nodes")
+    raise ConfigError("workers", config.workers, f"{have}; each train worker needs one CPU. "
+                      f"Use --workers {int(total.get('CPU', 0)) or 1} or fewer, or add nodes")
+
+
 def train(config: TrainConfig) -> dict:
     """Train; returns ``{"checkpoint", "last_checkpoint", "best_epoch", "metrics", "seconds"}``
     and writes ``latest.json``, which points export at the best validated epoch."""
@@ -74,6 +96,7 @@ def train(config: TrainConfig) -> dict:
     from graphtrain.graph.servers import GraphServerGroup
 
     ensure_ray()
+    check_resources(config)
     parts = read_info(config.partitions)["num_parts"]
     storage_path = storage.local_path(config.output) if storage.is_local(config.output) else config.output
     started = time.perf_counter()

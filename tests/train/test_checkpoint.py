@@ -82,3 +82,20 @@ def test_export_refuses_a_dataset_with_other_ids_and_takes_the_matching_one(tiny
     checkpoint.save(str(same), model, optimizer, 0, [{"epoch": 0, "epoch_seconds": 1.0}], id_maps=(tiny_dataset.users, tiny_dataset.items))
     assert main(["export", "--dataset", tiny_dataset_uri, "--checkpoint", str(same), "--output", str(tmp_path / "m2")]) == 0
     assert (tmp_path / "m2" / "_SUCCESS").exists()
+
+
+def test_a_run_the_cluster_can_never_hold_fails_at_once_naming_the_field(ray_session, tmp_path):
+    import time
+
+    from graphtrain.config import TrainConfig
+    from graphtrain.errors import ConfigError
+    from graphtrain.train.trainer import train
+
+    base = {"dataset": str(tmp_path / "d"), "partitions": str(tmp_path / "p"), "output": str(tmp_path / "o"),
+            "source_domain": "books", "target_domain": "movies"}
+    started = time.monotonic()
+    with pytest.raises(ConfigError, match=r"workers=5: the Ray cluster has 2 CPUs"):
+        train(TrainConfig(**base, workers=5))
+    with pytest.raises(ConfigError, match=r"gpu=True: .* 0 GPUs"):
+        train(TrainConfig(**base, workers=1, gpu=True))
+    assert time.monotonic() - started < 10

@@ -35,23 +35,32 @@ def head_cluster():
     processes that carry that dir, never with `ray stop` (which would stop every
     Ray instance on the machine)."""
     temp_dir = tempfile.mkdtemp(prefix="gt-head-")
-    dashboard = free_port()
     env = {
         **os.environ, "RAY_AUTH_MODE": "disabled", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
         "PATH": f"{os.path.dirname(sys.executable)}:{os.environ['PATH']}", "RAY_ADDRESS": "",
     }
+    # Every port of its own: the tests' shared Ray instance holds the defaults (its
+    # dashboard agent's 52365 among them), and a second agent there never registers.
+    ports = [
+        f"--{name}={free_port()}"
+        for name in ("port", "dashboard-port", "node-manager-port", "object-manager-port", "ray-client-server-port",
+                     "dashboard-agent-listen-port", "dashboard-agent-grpc-port", "runtime-env-agent-port",
+                     "metrics-export-port")
+    ]
+    gcs, dashboard = (int(flag.split("=")[1]) for flag in ports[:2])
     subprocess.run(
-        [RAY, "start", "--head", "--node-ip-address", "127.0.0.1", "--port", str(free_port()), "--num-cpus", "2",
-         "--include-dashboard", "true", "--dashboard-host", "127.0.0.1", "--dashboard-port", str(dashboard),
-         "--temp-dir", temp_dir, "--disable-usage-stats"],
+        [RAY, "start", "--head", "--node-ip-address", "127.0.0.1", *ports, "--num-cpus", "2",
+         "--include-dashboard", "true", "--dashboard-host", "127.0.0.1", "--temp-dir", temp_dir, "--disable-usage-stats"],
         env=env, check=True, capture_output=True, timeout=120,
     )
     try:
         yield f"http://127.0.0.1:{dashboard}", env
     finally:
-        # The head's own processes name the temp dir; their agents and workers are
-        # their children (whose titles Ray rewrites), gathered before any is killed.
-        roots = [p for p in psutil.process_iter(["cmdline"]) if any(temp_dir in a for a in (p.info["cmdline"] or []))]
+        # The head's own processes name its temp dir or its GCS address (the client
+        # server that `ray start` leaves behind); their agents and workers are their
+        # children (whose titles Ray rewrites), gathered before any is killed.
+        marks = (temp_dir, f"127.0.0.1:{gcs}")
+        roots = [p for p in psutil.process_iter(["cmdline"]) if any(m in a for a in (p.info["cmdline"] or []) for m in marks)]
         mine = {p.pid: p for root in roots for p in (root, *_children(root))}.values()
         for process in mine:
             try:

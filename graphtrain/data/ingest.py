@@ -373,6 +373,7 @@ def format_summary(meta: dict) -> str:
         f"rows read {meta['rows_read']:,}  kept {meta['rows_kept']:,}  duplicates removed "
         f"{meta['duplicates_removed']:,}  below k-core {meta['k_core_removed']:,}",
         "quarantined: " + (", ".join(f"{r} {n:,}" for r, n in meta["quarantined"].items()) or "none"),
+        *(f"unreadable, left out whole: {f['path']} ({f['error']})" for f in meta.get("unreadable_files", [])),
         f"users {meta['num_users']:,} (in every domain: {meta['overlap_users']:,}; cold-start: {meta['cold_start_users']:,})",
     ]
     for domain in meta["domains"]:

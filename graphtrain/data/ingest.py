@@ -93,8 +93,13 @@ def _input_files(config: IngestConfig) -> list[tuple[str, str, int]]:
     return [(p, fmt, int(sizes.get(p) or 0)) for p, fmt in sorted(files)]
 
 
-def _check_one_storage(config: IngestConfig) -> None:
-    allowed = tuple(d for d in (config.source_domain, config.target_domain) if d) or None
+def _allowed_domains(config: IngestConfig) -> tuple[str, ...] | None:
+    """The run's domains (rows of any other are quarantined); None: any domain."""
+    return tuple(d for d in (config.source_domain, config.target_domain) if d) or None
+
+
+def _check_inputs(config: IngestConfig) -> None:
+    allowed = _allowed_domains(config)
     if config.domain and allowed and config.domain not in allowed:
         raise DataContractError(f"--domain {config.domain!r} is neither the source nor the target domain {allowed}")
     # One filesystem for all inputs: it pickles to the workers with its endpoint and credentials.
@@ -108,13 +113,12 @@ def _read_files(ray, config: IngestConfig, work: buckets.Work, files: list, n_bu
     task; the driver gets one small report per file."""
     import ray.data
 
-    allowed = tuple(d for d in (config.source_domain, config.target_domain) if d) or None
+    allowed = _allowed_domains(config)
     input_fs_uri = config.inputs[0]
 
     def read_one(row: dict) -> dict:
-        fs_work = buckets.Work(work.uri, work.storage_options)
         report = buckets.ingest_file(
-            fs_work, row["index"], row["path"], row["fmt"], n_buckets, config.domain, allowed,
+            work, row["index"], row["path"], row["fmt"], n_buckets, config.domain, allowed,
             input_fs=(input_fs_uri, config.storage_options),
         )
         return {"report": json.dumps(report)}
@@ -269,7 +273,7 @@ def ingest(config: IngestConfig) -> dict:
         seconds[name] = round(now - clock, 3)
         clock = now
 
-    _check_one_storage(config)
+    _check_inputs(config)
     files = _input_files(config)
     total_bytes = sum(size for _, _, size in files)
     n_buckets = config.buckets or max(2, -(-total_bytes // BUCKET_INPUT_BYTES))

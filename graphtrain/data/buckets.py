@@ -25,6 +25,7 @@ from __future__ import annotations
 import os
 from collections import Counter
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 import pandas as pd
@@ -34,12 +35,13 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from graphtrain import storage
+from graphtrain.data import dataset as layout
 from graphtrain.data import normalise as norm
 from graphtrain.data import read, schema, splits
 from graphtrain.errors import DataContractError
 
 SEP = "\0"
-USERS, ITEMS = "users", "items"
+USERS, ITEMS = layout.USERS, layout.ITEMS
 SAMPLES_PER_BUCKET = 256
 ROW_SCHEMA = pa.schema(schema.CANONICAL_TYPES)
 QUARANTINE_SCHEMA = pa.schema(
@@ -55,13 +57,18 @@ class Work:
     storage_options: dict = field(default_factory=dict)
 
     def fs(self) -> tuple[pafs.FileSystem, str]:
+        return self._fs_and_root
+
+    @cached_property
+    def _fs_and_root(self) -> tuple[pafs.FileSystem, str]:
+        # Built once per process: an S3 filesystem per path was most of a small task.
         return storage.filesystem(self.uri, self.storage_options or None)
 
     def path(self, *parts: str) -> str:
         return "/".join([self.fs()[1], *parts])
 
     def scratch(self, *parts: str) -> str:
-        return self.path("_work", *parts)
+        return self.path(storage.SCRATCH, *parts)
 
 
 # ---------------------------------------------------------------- small file helpers
@@ -130,7 +137,7 @@ def ingest_file(
     source_fs, _ = storage.filesystem(input_fs[0], input_fs[1] or None)
     writers: dict[int, pq.ParquetWriter] = {}
     targets: dict[int, str] = {}
-    quarantine_path = work.path("quarantine", f"part-{index:06d}.parquet")
+    quarantine_path = work.path(layout.QUARANTINE, f"part-{index:06d}.parquet")
     report = {"index": index, "path": path, "rows": 0, "reasons": Counter()}
 
     def writer(key: int, target: str, schema_: pa.Schema) -> pq.ParquetWriter:
@@ -463,7 +470,7 @@ def finish_bucket(work: Work, b: int, round_: int, plan: SplitPlan) -> dict:
             "weight": pa.array(part["weight"], pa.float64()),
             "split": pa.array(part["split"], pa.string()).dictionary_encode(),
         })
-        write_table(fs, work.path("edges", f"part-{d:03d}-{b:05d}.parquet"), table)
+        write_table(fs, work.path(layout.EDGES, f"part-{d:03d}-{b:05d}.parquet"), table)
         figures["edges"][domain] = {str(s): int(n) for s, n in part["split"].value_counts().items()}
     in_domains = edges.groupby("user_idx")["domain"].nunique()
     figures["overlap_users"] = int((in_domains == len(plan.domains)).sum()) if len(plan.domains) > 1 else 0

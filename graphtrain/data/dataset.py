@@ -32,7 +32,6 @@ import pandas as pd
 from graphtrain import storage
 
 EDGES = "edges"
-EDGE_SHARD_ROWS = 2_000_000
 USERS = "users"
 ITEMS = "items"
 QUARANTINE = "quarantine"
@@ -98,14 +97,6 @@ class Dataset:
         from graphtrain.names import USER, item_type
 
         return {USER: self.num_users, **{item_type(d): self.num_items(d) for d in self.domains}}
-
-    @staticmethod
-    def write_edges(edges: pd.DataFrame, root: str) -> None:
-        """Write ``edges`` as ordered Parquet shards under ``root/edges/``."""
-        os.makedirs(os.path.join(root, EDGES))
-        for shard, begin in enumerate(range(0, max(len(edges), 1), EDGE_SHARD_ROWS)):
-            part = edges.iloc[begin : begin + EDGE_SHARD_ROWS]
-            part.to_parquet(os.path.join(root, EDGES, f"part-{shard:05d}.parquet"), index=False)
 
     def train_edge_index(self) -> dict:
         """Train edges per canonical edge type as (src, dst) int64 tensors.

@@ -13,6 +13,9 @@ Layout::
                          items@<d>   item representations of domain d
                          popularity@<d>              training counts per item
                          seen_indptr@<d>, seen_indices@<d>   CSR of training items per user
+                         seen_alpha@<d>   each CSR edge's propagation weight (weighted models)
+                         fold.*, param.*  what the fold-in needs to recompute one user
+                                     (see graphtrain.inference.foldin)
       _SUCCESS
 
 Arrays are cut into shards of at most ``SHARD_BYTES``. ``ModelArtifact.load`` maps

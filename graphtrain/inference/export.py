@@ -9,10 +9,27 @@ import numpy as np
 from graphtrain import storage
 from graphtrain.data.dataset import Dataset
 from graphtrain.inference import artifact
+from graphtrain.inference.foldin import fold_in_arrays, seen_weights_name
+from graphtrain.models.alpha import edge_alpha
 from graphtrain.models.inference import embed
 from graphtrain.models.popularity import item_popularity
 from graphtrain.ranking.metrics import seen_csr
 from graphtrain.train import checkpoint
+
+
+def model_arrays(model, reps: dict, train_edges: dict, alpha: dict | None, popularity: dict, num_users: int) -> dict:
+    """Every array of the artifact (see :mod:`graphtrain.inference.artifact`) from the
+    full-graph representations ``reps`` (``MigrationGNN.embed``), each domain's train
+    edges ``(users, items)``, their alpha weights (None: plain means) and item counts."""
+    arrays = fold_in_arrays(model, reps["layer_inputs"])
+    for domain, (users, items) in train_edges.items():
+        arrays[f"users@{domain}"] = reps["users"][domain].cpu().numpy().astype(np.float32)
+        arrays[f"items@{domain}"] = reps["items"][domain].cpu().numpy().astype(np.float32)
+        arrays[f"popularity@{domain}"] = popularity[domain]
+        arrays[f"seen_indptr@{domain}"], arrays[f"seen_indices@{domain}"] = seen_csr(users, items, num_users)
+        if alpha is not None:  # in the CSR's (user, item) order, for the fold-in
+            arrays[seen_weights_name(domain)] = alpha[domain][np.lexsort((items, users))]
+    return arrays
 
 
 def export(dataset_uri: str, checkpoint_uri: str, output: str) -> dict:
@@ -22,18 +39,16 @@ def export(dataset_uri: str, checkpoint_uri: str, output: str) -> dict:
     checkpoint.check_id_maps(checkpoint_dir, dataset.users, dataset.items, dataset_uri)
     model = checkpoint.load_model(checkpoint_dir)
     reps = embed(model, dataset)
-    arrays = {}
-    for domain in dataset.domains:
-        arrays[f"users@{domain}"] = reps["users"][domain].cpu().numpy().astype(np.float32)
-        arrays[f"items@{domain}"] = reps["items"][domain].cpu().numpy().astype(np.float32)
-        arrays[f"popularity@{domain}"] = item_popularity(dataset, domain)
-        users, items = dataset.split_edges("train", domain)
-        arrays[f"seen_indptr@{domain}"], arrays[f"seen_indices@{domain}"] = seen_csr(users, items, dataset.num_users)
+    train_edges = {d: dataset.split_edges("train", d) for d in dataset.domains}
+    popularity = {d: item_popularity(dataset, d) for d in dataset.domains}
+    alpha = edge_alpha(dataset, model.config.edge_weights)
+    arrays = model_arrays(model, reps, train_edges, alpha, popularity, dataset.num_users)
     state = checkpoint.read_state(checkpoint_dir)
     # The whole run's history lives in the newest checkpoint (the exported one may be earlier).
     history = checkpoint.read_state(checkpoint_uri, "last")["history"]
     manifest = {
         "version": time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()),
+        "trained_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "domains": dataset.domains,
         "source_domain": model.source_domain,
         "target_domain": model.target_domain,

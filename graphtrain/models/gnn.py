@@ -146,14 +146,21 @@ class MigrationGNN(nn.Module):
             out[nt] = h
         return out, source_message
 
-    def propagate(self, input_nodes: dict[str, torch.Tensor], layers) -> tuple[dict[str, torch.Tensor], torch.Tensor | None]:
+    def propagate(
+        self, input_nodes: dict[str, torch.Tensor], layers, layer_inputs: list | None = None
+    ) -> tuple[dict[str, torch.Tensor], torch.Tensor | None]:
         """Final node representations of the last layer's destination nodes, and the
-        users' source-domain message at the last layer (None without source edges)."""
+        users' source-domain message at the last layer (None without source edges).
+
+        ``layer_inputs``, when given, receives every layer's input ``{ntype: h^(l)}``
+        (the fold-in at serving time re-applies the layers to them)."""
         x = {nt: self.input_embeddings(nt, ids) for nt, ids in input_nodes.items()}
         num_out = layers[-1].num_dst
         total = {nt: x[nt][: num_out.get(nt, 0)] for nt in x}
         source_message = None
         for index, layer in enumerate(layers):
+            if layer_inputs is not None:
+                layer_inputs.append(x)
             x, source_message = self._layer(index, x, layer)
             for nt, h in x.items():
                 total[nt] = total[nt] + h[: num_out.get(nt, 0)]
@@ -195,9 +202,11 @@ class MigrationGNN(nn.Module):
         node is both source and destination), one per layer.
         """
         ids = {nt: torch.arange(n, device=self.device_anchor.device) for nt, n in self.num_nodes.items()}
-        final, source_message = self.propagate(ids, full_layers)
+        layer_inputs: list[dict[str, torch.Tensor]] = []
+        final, source_message = self.propagate(ids, full_layers, layer_inputs)
         domains = [nt.split("@", 1)[1] for nt in self.num_nodes if nt != USER]
         return {
             "users": {d: self.user_representation(final[USER], source_message, d) for d in domains},
             "items": {d: final[item_type(d)] for d in domains},
+            "layer_inputs": layer_inputs,
         }

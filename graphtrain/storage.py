@@ -44,6 +44,14 @@ def join(uri: str, *parts: str) -> str:
     return "/".join([uri.rstrip("/"), *parts])
 
 
+def sibling(uri: str, name: str) -> str:
+    """``name`` in the folder that holds ``uri`` (beside it)."""
+    uri = uri.rstrip("/")
+    if is_local(uri):
+        return os.path.join(os.path.dirname(local_path(uri)), name)
+    return uri.rsplit("/", 1)[0] + "/" + name
+
+
 def filesystem(uri: str, storage_options: dict | None = None) -> tuple[pafs.FileSystem, str]:
     """Return ``(pyarrow filesystem, path inside it)`` for any supported URI.
 

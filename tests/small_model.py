@@ -29,7 +29,10 @@ def graph(seed=0):
     return edges, weights
 
 
-def small_artifact(config: ModelConfig = ModelConfig(embedding_dim=8, transfer_hidden=6), seed=0, version="v"):
+SMALL = ModelConfig(embedding_dim=8, transfer_hidden=6)
+
+
+def small_artifact(config: ModelConfig = SMALL, seed=0, version="v"):
     torch.manual_seed(seed)
     edges, raw_weights = graph(seed)
     num_nodes = {"user": N_USERS, **{item_type(d): N_ITEMS[d] for d in DOMAINS}}
@@ -57,3 +60,15 @@ def small_artifact(config: ModelConfig = ModelConfig(embedding_dim=8, transfer_h
     return ModelArtifact(manifest=manifest, users=users, items=items, arrays=arrays), raw_weights, edges
 
 
+
+
+def write_small_model(uri: str, **kwargs) -> str:
+    """``small_artifact(**kwargs)`` committed at ``uri`` the way export commits one."""
+    from graphtrain import storage
+    from graphtrain.inference import artifact as artifact_io
+
+    model = small_artifact(**kwargs)[0]
+    arrays = {name: np.asarray(array) for name, array in model.arrays.items()}
+    with storage.atomic_artifact(uri) as staging:
+        artifact_io.write(staging, manifest=model.manifest, users=model.users, items=model.items, arrays=arrays)
+    return uri

@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
 PYTEST_ARGS ?=
 
-.PHONY: install demo test clean
+.PHONY: install demo test browser clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -20,7 +20,14 @@ install: $(VENV)/.installed
 demo: install
 	$(VENV)/bin/graphtrain demo $(if $(WORKDIR),--workdir $(WORKDIR))
 
-test: install
+# The page test drives headless Chromium. Install Debian's where we may (root with
+# apt-get, as on CI); elsewhere that test skips and says why.
+browser:
+	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } ; } || \
+	  echo "chromium not installed: the browser test will skip"
+
+test: install browser
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 clean:

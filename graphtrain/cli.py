@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 from graphtrain.config import DEDUPE, PARTITION_METHODS, SPLITS
@@ -143,8 +144,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("serve", help="Ray Serve HTTP endpoint for a model artifact")
     p.add_argument("--model", required=True)
-    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--host", default="127.0.0.1", help="bind address (0.0.0.0 to listen on every interface)")
     p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--max-k", type=int, default=1000, help="largest k a request may ask for")
+    p.add_argument("--replicas", type=int, default=1, help="fixed replica count (ignored with --max-replicas)")
+    p.add_argument("--min-replicas", type=int, default=1)
+    p.add_argument("--max-replicas", type=int, help="turn on autoscaling between --min-replicas and this")
+    p.add_argument("--target-ongoing-requests", type=float, default=2.0, help="autoscaling target per replica")
+    p.add_argument("--max-ongoing-requests", type=int, default=64, help="requests one replica takes at once")
+    p.add_argument("--cpus-per-replica", type=float, default=0.0)
+    p.add_argument("--request-timeout-s", type=float, default=30.0)
+    p.add_argument("--interaction-log", help="URI for folded-in interactions (default: interactions/ beside the model)")
+    p.add_argument("--approximate-above", type=int, default=200_000,
+                   help="catalogues with more items than this are searched with a faiss index")
+    p.add_argument("--ann", choices=["hnsw", "ivf"], default="hnsw")
+    p.add_argument("--reload", action="store_true",
+                   help="point the app already running on this Ray cluster at --model (no failed requests) and exit")
     return parser
 
 
@@ -193,7 +208,17 @@ def dispatch(args: argparse.Namespace) -> None:
 
         print(format_table(evaluate(config_from_args(cfg.EvalConfig, args))))
     elif args.command == "serve":
-        _serve(config_from_args(cfg.ServeConfig, args))
+        config = config_from_args(cfg.ServeConfig, args)
+        if args.reload:  # join the cluster that runs the app (RAY_ADDRESS, or the local `ray start`)
+            import ray
+
+            from graphtrain.serve import app
+
+            ray.init(address=os.environ.get("RAY_ADDRESS", "auto"), log_to_driver=False)
+            app.reload(config)
+            print(f"reloading {config.model} into the running app")
+        else:
+            _serve(config)
 
 
 def _serve(config) -> None:

@@ -260,16 +260,45 @@ class EvalConfig:
 
 @dataclass(frozen=True)
 class ServeConfig:
+    """`graphtrain serve`: the Ray Serve app (``graphtrain.serve.app``).
+
+    ``replicas`` is a fixed count; setting ``max_replicas`` instead turns on Serve's
+    autoscaling between ``min_replicas`` and ``max_replicas`` at
+    ``target_ongoing_requests`` per replica. ``interaction_log`` is where folded-in
+    interactions are kept (default: ``interactions/`` beside the model folder).
+    Catalogues above ``approximate_above`` items are searched with a faiss index
+    (``ann``: hnsw or ivf).
+    """
+
     model: str
     host: str = "127.0.0.1"
     port: int = 8000
     max_k: int = 1000
+    replicas: int = 1
+    min_replicas: int = 1
+    max_replicas: Optional[int] = None
+    target_ongoing_requests: float = 2.0
+    max_ongoing_requests: int = 64
+    cpus_per_replica: float = 0.0
+    request_timeout_s: float = 30.0
+    interaction_log: Optional[str] = None
+    approximate_above: int = 200_000
+    ann: str = "hnsw"
 
     def __post_init__(self):
-        resolve_paths(self, "model")
+        resolve_paths(self, "model", "interaction_log")
         if not 0 < self.port < 65536:
             raise ConfigError("port", self.port, "use a TCP port in 1..65535")
-        _positive("max_k", self.max_k)
+        for name in ("max_k", "replicas", "min_replicas", "max_ongoing_requests", "approximate_above"):
+            _positive(name, getattr(self, name))
+        for name in ("target_ongoing_requests", "request_timeout_s"):
+            _positive(name, getattr(self, name))
+        if self.cpus_per_replica < 0:
+            raise ConfigError("cpus_per_replica", self.cpus_per_replica, "use 0 (share the node's CPUs) or more")
+        if self.max_replicas is not None and self.max_replicas < self.min_replicas:
+            raise ConfigError("max_replicas", self.max_replicas, f"use at least min_replicas={self.min_replicas}")
+        if self.ann not in ("hnsw", "ivf"):
+            raise ConfigError("ann", self.ann, "use hnsw or ivf")
 
 
 @dataclass(frozen=True)

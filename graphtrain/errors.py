@@ -33,3 +33,7 @@ class ArtifactError(GraphtrainError, FileNotFoundError):
 
 class GraphServerError(GraphtrainError, RuntimeError):
     """A DGL graph server could not start or died; the message holds its log tail."""
+
+
+class ServeError(GraphtrainError, RuntimeError):
+    """The Serve app is not where an operation expects it (e.g. reload with none running)."""

@@ -131,7 +131,7 @@ def demo(workdir: str | None = None, epochs: int = 5, port: int | None = None, l
     log(f"== recommendations from {base} (model {health['model_version']})")
     for label, answer in answers.items():
         items = ", ".join(f"{i['item_id']} ({i['score']:.2f})" for i in answer["items"])
-        log(f"{label:<11} user {answer['user_id']:<14} strategy {answer['strategy']:<13} {items}")
+        log(f"{label:<11} user {answer['user_id']:<14} reason {answer['reason']:<9} {items}")
     log("")
     log(f"== evaluation on {spec.target_domain} (full ranking; *_sampled: 1 vs 999 sampled items), report {storage.join(work.reports, 'report.json')}")
     log(format_table(report))

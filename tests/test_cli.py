@@ -86,3 +86,21 @@ def test_run_config_checks_every_stage_field_when_built():
         inputs=("logs",), output="d", source_domain="books", target_domain="movies", cold_start_fraction=0.3, seed=4
     )
     assert run.partition_config("d", "p") == cfg.PartitionConfig(dataset="d", output="p", num_parts=2, method="random")
+
+
+def test_serve_flags_map_onto_the_serve_config():
+    args = build_parser().parse_args(
+        ["serve", "--model", "m", "--max-k", "50", "--max-replicas", "4", "--min-replicas", "2",
+         "--target-ongoing-requests", "3", "--max-ongoing-requests", "16", "--cpus-per-replica", "0.5",
+         "--request-timeout-s", "5", "--interaction-log", "s3://b/log", "--approximate-above", "1000", "--ann", "ivf"]
+    )
+    serve = config_from_args(cfg.ServeConfig, args)
+    assert serve.model == os.path.abspath("m") and serve.host == "127.0.0.1" and serve.max_k == 50
+    assert (serve.min_replicas, serve.max_replicas, serve.target_ongoing_requests) == (2, 4, 3.0)
+    assert (serve.max_ongoing_requests, serve.cpus_per_replica, serve.request_timeout_s) == (16, 0.5, 5.0)
+    assert (serve.interaction_log, serve.approximate_above, serve.ann) == ("s3://b/log", 1000, "ivf")
+
+
+def test_bad_serve_value_names_the_field(capsys):
+    assert main(["serve", "--model", "m", "--max-replicas", "0", "--min-replicas", "1"]) == 2
+    assert "max_replicas=0" in capsys.readouterr().err

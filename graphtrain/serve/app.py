@@ -1,53 +1,302 @@
-"""Ray Serve deployment behind FastAPI.
+"""The Ray Serve app: a FastAPI ingress over :class:`Recommender` replicas.
 
-HTTP API::
+HTTP API (pydantic models in :mod:`graphtrain.serve.schemas`; ``/docs`` and
+``/openapi.json`` describe every field)::
 
-    GET /recommend?user_id=U&k=10&domain=D   -> {"user_id", "domain", "strategy", "model_version", "items": [{"item_id", "score"}]}
-    GET /health                               -> {"status": "ok", "model_version"}
+    GET  /recommend?user_id=&domain=&k=10&exclude_seen=true   one user's top-k, with its reason
+    POST /recommend/batch   {"user_ids": [...], "k": 10, "domain": null}   one answer per user, in order
+    POST /interactions      {"user_id", "item_id", "domain", "weight"?}    fold in, durably logged
+    GET  /explain?user_id=&item_id=&domain=    the user's interactions behind one item's score
+    GET  /similar?item_id=&domain=&k=10        items closest to an item
+    GET  /health  /version  /domains           and GET / : a page to try it
+
+Single ``/recommend`` calls are grouped by ``@serve.batch`` into one matrix product
+per domain. Hot reload: :func:`reload` changes the deployment's ``user_config`` and
+Serve calls ``reconfigure`` on each running replica, which loads the new model beside
+the old one and swaps them in one assignment, so no request fails across the swap.
+Folded-in interactions live in one :class:`InteractionStore` actor per app (durable
+log, replayed into every replica and every reloaded model).
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import os
+
 from fastapi import FastAPI, HTTPException, Query
+from fastapi.responses import HTMLResponse
 from ray import serve
 
+from graphtrain import storage
 from graphtrain.config import ServeConfig
-from graphtrain.serve.recommender import Recommender, UnknownDomainError
+from graphtrain.errors import ServeError
+from graphtrain.serve import schemas
+from graphtrain.serve.index import AnnSettings
+from graphtrain.serve.interactions import InteractionStore, default_log_uri, record
+from graphtrain.serve.recommender import (
+    FoldInUnavailable, Recommender, UnknownDomainError, UnknownItemError, UnknownUserError,
+)
 
 APP_NAME = "graphtrain"
-api = FastAPI(title="graphtrain recommender")
+DEPLOYMENT = "RecommenderDeployment"
+STORE_NAMESPACE = "graphtrain"
+PAGE = os.path.join(os.path.dirname(__file__), "static", "index.html")
+logger = logging.getLogger("graphtrain.serve")
+api = FastAPI(
+    title="graphtrain recommender",
+    description="Cross-domain recommendations with fold-in of new interactions. Try it at /.",
+)
 
 
-@serve.deployment(ray_actor_options={"num_cpus": 0})
+def store_name(app_name: str) -> str:
+    return f"graphtrain-interactions-{app_name}"
+
+
+def _http_error(err: Exception) -> HTTPException:
+    if isinstance(err, (UnknownDomainError, UnknownItemError, UnknownUserError)):
+        return HTTPException(404, str(err))
+    if isinstance(err, FoldInUnavailable):
+        return HTTPException(409, str(err))
+    return HTTPException(400, str(err))
+
+
+def _response(answer) -> schemas.RecommendResponse:
+    return schemas.RecommendResponse(
+        user_id=answer.user_id, domain=answer.domain, reason=answer.reason, model_version=answer.model_version,
+        items=[schemas.ScoredItem(item_id=i.item_id, score=i.score) for i in answer.items],
+    )
+
+
+def _report_metrics(model_uri: str) -> dict:
+    """Target-domain metrics of the run that made the model, when its report sits in
+    the usual place (``reports/report.json`` beside the model)."""
+    try:
+        report = storage.read_json(storage.join(storage.sibling(model_uri, "reports"), "report.json"))
+        return report.get("models", {}).get("graphtrain", {})
+    except (OSError, ValueError, FileNotFoundError):
+        return {}
+
+
+@serve.deployment(name=DEPLOYMENT, health_check_period_s=5, health_check_timeout_s=30)
 @serve.ingress(api)
 class RecommenderDeployment:
-    def __init__(self, model_uri: str, max_k: int):
-        self.recommender = Recommender.load(model_uri)
+    def __init__(self, max_k: int, approximate_above: int, ann: str, interaction_log: str | None, app_name: str = APP_NAME):
         self.max_k = max_k
+        self.approximate_above = approximate_above
+        self.ann = AnnSettings(method=ann)
+        self.interaction_log = interaction_log
+        self.app_name = app_name
+        self.recommender: Recommender | None = None
+        self.model_uri: str | None = None
+        self.metrics: dict = {}
+        self.store = None
+        self.synced = 0  # store records folded into self.recommender
+        self._lock = asyncio.Lock()
 
-    @api.get("/recommend")
-    def recommend(self, user_id: str, k: int = Query(10, ge=1), domain: str | None = None) -> dict:
+    # -- model lifecycle -------------------------------------------------------------
+    async def reconfigure(self, user_config: dict) -> None:
+        """Load ``user_config["model"]`` beside the serving model, replay the folded-in
+        interactions into it, then swap."""
+        model_uri = user_config["model"]
+        if model_uri == self.model_uri and self.recommender is not None:
+            return
+        store = self._store(model_uri)
+        loaded = await asyncio.to_thread(
+            Recommender.load, model_uri, approximate_above=self.approximate_above, ann=self.ann
+        )
+        total, records = await store.since.remote(0)
+        for problem in loaded.fold_all(records):
+            logger.warning("model %s cannot fold a logged interaction in: %s", loaded.version, problem)
+        metrics = await asyncio.to_thread(_report_metrics, model_uri)
+        async with self._lock:
+            self.recommender, self.synced, self.model_uri, self.metrics = loaded, total, model_uri, metrics
+        logger.info("serving model %s from %s", loaded.version, model_uri)
+
+    def _store(self, model_uri: str):
+        if self.store is None:
+            import ray
+
+            log_uri = self.interaction_log or default_log_uri(model_uri)
+            self.store = ray.remote(InteractionStore).options(
+                name=store_name(self.app_name), namespace=STORE_NAMESPACE, get_if_exists=True,
+                lifetime="detached", max_restarts=-1, num_cpus=0,
+            ).remote(log_uri)
+        return self.store
+
+    def check_health(self) -> None:
+        if self.recommender is None:
+            raise RuntimeError("no model loaded yet")
+
+    def _model(self) -> Recommender:
+        if self.recommender is None:
+            raise HTTPException(503, "no model loaded yet")
+        return self.recommender
+
+    async def _sync(self) -> Recommender:
+        """The current model with every interaction any replica has folded in."""
+        recommender = self._model()
+        total, records = await self.store.since.remote(self.synced)
+        if records:
+            async with self._lock:
+                if recommender is self.recommender and total > self.synced:
+                    recommender.fold_all(records[len(records) - (total - self.synced):])
+                    self.synced = total
+        return self.recommender
+
+    def _check_k(self, k: int) -> None:
         if k > self.max_k:
-            raise HTTPException(422, f"k={k} is above the limit {self.max_k}")
+            raise HTTPException(422, f"k={k} is above this server's max_k={self.max_k}; ask for fewer")
+
+    # -- endpoints -----------------------------------------------------------------------
+    @api.get("/", response_class=HTMLResponse, include_in_schema=False)
+    def page(self) -> str:
+        with open(PAGE) as f:
+            return f.read()
+
+    @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.002)
+    async def _recommend_batch(self, requests: list[tuple]) -> list:
+        recommender = await self._sync()
         try:
-            return self.recommender.recommend(user_id, k, domain)
-        except UnknownDomainError as exc:
-            raise HTTPException(404, str(exc)) from exc
+            return recommender.recommend_many(list(requests))
+        except Exception as err:  # one bad request must not fail its neighbours
+            logger.debug("batched recommend failed (%s); answering one by one", err)
+            out = []
+            for request in requests:
+                try:
+                    out.append(recommender.recommend_many([request])[0])
+                except Exception as one:
+                    out.append(one)
+            return out
 
-    @api.get("/health")
-    def health(self) -> dict:
-        return {"status": "ok", "model_version": self.recommender.version}
+    @api.get("/recommend", response_model=schemas.RecommendResponse)
+    async def recommend(
+        self, user_id: str = Query(..., min_length=1), k: int = Query(10, ge=1), domain: str | None = None,
+        exclude_seen: bool = True,
+    ) -> schemas.RecommendResponse:
+        self._check_k(k)
+        try:
+            domain = self._model().check_domain(domain)
+        except UnknownDomainError as err:
+            raise _http_error(err) from err
+        answer = await self._recommend_batch((user_id, k, domain, exclude_seen))
+        if isinstance(answer, Exception):
+            raise _http_error(answer)
+        return _response(answer)
+
+    @api.post("/recommend/batch", response_model=schemas.BatchResponse)
+    async def recommend_batch(self, body: schemas.BatchRequest) -> schemas.BatchResponse:
+        self._check_k(body.k)
+        recommender = await self._sync()
+        try:
+            answers = recommender.recommend_many([(u, body.k, body.domain, body.exclude_seen) for u in body.user_ids])
+        except (UnknownDomainError, UnknownItemError) as err:
+            raise _http_error(err) from err
+        return schemas.BatchResponse(results=[_response(a) for a in answers])
+
+    @api.post("/interactions", response_model=schemas.InteractionResponse)
+    async def interactions(self, body: schemas.InteractionRequest) -> schemas.InteractionResponse:
+        recommender = self._model()
+        try:  # refuse what cannot be folded before it reaches the log
+            recommender.item_idx(recommender.check_domain(body.domain), body.item_id)
+            if recommender.fold_in is None:
+                raise FoldInUnavailable(f"model {recommender.version} has no fold-in arrays; re-export it")
+        except (UnknownDomainError, UnknownItemError, FoldInUnavailable) as err:
+            raise _http_error(err) from err
+        logged = await self.store.add.remote(record(body.user_id, body.item_id, body.domain, body.weight, body.timestamp))
+        recommender = await self._sync()
+        return schemas.InteractionResponse(
+            user_id=body.user_id, item_id=body.item_id, domain=body.domain, logged=logged,
+            reason=recommender.reason(body.user_id, recommender.target_domain),
+        )
+
+    @api.get("/explain", response_model=schemas.ExplainResponse)
+    async def explain(
+        self, user_id: str = Query(..., min_length=1), item_id: str = Query(..., min_length=1), domain: str | None = None
+    ) -> schemas.ExplainResponse:
+        recommender = await self._sync()
+        try:
+            return schemas.ExplainResponse(**recommender.explain(user_id, item_id, domain))
+        except (UnknownDomainError, UnknownItemError, UnknownUserError, FoldInUnavailable) as err:
+            raise _http_error(err) from err
+
+    @api.get("/similar", response_model=schemas.SimilarResponse)
+    def similar(self, item_id: str = Query(..., min_length=1), domain: str | None = None, k: int = Query(10, ge=1)):
+        self._check_k(k)
+        try:
+            return schemas.SimilarResponse(**self._model().similar(item_id, domain, k))
+        except (UnknownDomainError, UnknownItemError) as err:
+            raise _http_error(err) from err
+
+    @api.get("/health", response_model=schemas.HealthResponse)
+    def health(self) -> schemas.HealthResponse:
+        return schemas.HealthResponse(status="ok", model_version=self._model().version)
+
+    @api.get("/version", response_model=schemas.VersionResponse)
+    def version(self) -> schemas.VersionResponse:
+        summary = self._model().manifest_summary()
+        return schemas.VersionResponse(**{**summary, "metrics": summary["metrics"] or self.metrics})
+
+    @api.get("/domains", response_model=schemas.DomainsResponse)
+    def domains(self) -> schemas.DomainsResponse:
+        rec = self._model()
+        roles = {rec.source_domain: "source", rec.target_domain: "target"}
+        return schemas.DomainsResponse(domains=[
+            schemas.DomainInfo(name=d, items=len(rec.item_ids[d]), role=roles.get(d, "other")) for d in rec.domains
+        ])
 
 
-def start(config: ServeConfig) -> str:
-    """Deploy on the current Ray instance; returns the base URL."""
+def deployment(config: ServeConfig, app_name: str = APP_NAME):
+    """The bound Serve application for ``config``."""
+    options = {
+        "max_ongoing_requests": config.max_ongoing_requests,
+        "ray_actor_options": {"num_cpus": config.cpus_per_replica},
+        "user_config": {"model": config.model},
+    }
+    if config.max_replicas is not None:
+        options["autoscaling_config"] = {
+            "min_replicas": config.min_replicas, "max_replicas": config.max_replicas,
+            "target_ongoing_requests": config.target_ongoing_requests,
+        }
+    else:
+        options["num_replicas"] = config.replicas
+    return RecommenderDeployment.options(**options).bind(
+        config.max_k, config.approximate_above, config.ann, config.interaction_log, app_name
+    )
+
+
+def start(config: ServeConfig, app_name: str = APP_NAME) -> str:
+    """Deploy on the current Ray instance (started on demand); returns the base URL."""
     from graphtrain.ray_env import ensure_ray
 
     ensure_ray()
-    serve.start(http_options={"host": config.host, "port": config.port})
-    serve.run(RecommenderDeployment.bind(config.model, config.max_k), name=APP_NAME, route_prefix="/")
+    _kill_store(app_name)  # a fresh store replays the (possibly newly configured) log
+    serve.start(http_options={"host": config.host, "port": config.port, "request_timeout_s": config.request_timeout_s})
+    serve.run(deployment(config, app_name), name=app_name, route_prefix="/")
     return f"http://{config.host}:{config.port}"
 
 
-def stop() -> None:
-    serve.shutdown()
+def reload(config: ServeConfig, app_name: str = APP_NAME) -> None:
+    """Point the running app at ``config.model``. Only ``user_config`` changes, a
+    lightweight update: every replica's ``reconfigure`` loads the new model beside the
+    old one and swaps, so requests keep being answered throughout."""
+    storage.require_artifact(config.model, "export")  # refuse before touching the app
+    if app_name not in serve.status().applications:
+        raise ServeError(f"no Serve app {app_name!r} is running on this Ray cluster; start it with `graphtrain serve`")
+    serve.run(deployment(config, app_name), name=app_name, route_prefix="/")
+
+
+def _kill_store(app_name: str) -> None:
+    import ray
+
+    try:
+        ray.kill(ray.get_actor(store_name(app_name), namespace=STORE_NAMESPACE), no_restart=True)
+    except ValueError:
+        pass
+
+
+def stop(app_name: str = APP_NAME) -> None:
+    try:
+        serve.shutdown()
+    finally:
+        _kill_store(app_name)

@@ -66,9 +66,9 @@ def test_run_then_serve_over_http(ray_session, tmp_path):
         for user in (warm_user, cold_user, "nobody"):
             query = urllib.parse.urlencode({"user_id": user, "k": 7, "domain": "movies"})
             answers[user] = http_get_json(f"{base}/recommend?{query}")
-        assert answers[warm_user]["strategy"] == "personalised", answers[warm_user]
-        assert answers[cold_user]["strategy"] == "transfer"
-        assert answers["nobody"]["strategy"] == "popularity"
+        assert answers[warm_user]["reason"] == "warm", answers[warm_user]
+        assert answers[cold_user]["reason"] == "transfer"
+        assert answers["nobody"]["reason"] == "popular"
         assert all(len(a["items"]) == 7 for a in answers.values())
         user_idx = dataset.users.set_index("user_id").loc[warm_user, "user_idx"]
         users, items = dataset.split_edges("train", "movies")

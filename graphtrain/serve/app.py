@@ -15,7 +15,9 @@ per domain. Hot reload: :func:`reload` changes the deployment's ``user_config`` 
 Serve calls ``reconfigure`` on each running replica, which loads the new model beside
 the old one and swaps them in one assignment, so no request fails across the swap.
 Folded-in interactions live in one :class:`InteractionStore` actor per app (durable
-log, replayed into every replica and every reloaded model).
+log, replayed into every replica and every reloaded model). The replica that takes a
+``POST /interactions`` folds it in before answering; the others pick it up within
+``SYNC_INTERVAL_S`` (reads never wait on the store).
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ from graphtrain.serve.recommender import (
 APP_NAME = "graphtrain"
 DEPLOYMENT = "RecommenderDeployment"
 STORE_NAMESPACE = "graphtrain"
+SYNC_INTERVAL_S = 0.1  # how stale another replica's fold-ins may be
 PAGE = os.path.join(os.path.dirname(__file__), "static", "index.html")
 logger = logging.getLogger("graphtrain.serve")
 api = FastAPI(
@@ -93,6 +96,7 @@ class RecommenderDeployment:
         self.store = None
         self.synced = 0  # store records folded into self.recommender
         self._lock = asyncio.Lock()
+        self._poller: asyncio.Task | None = None
 
     # -- model lifecycle -------------------------------------------------------------
     async def reconfigure(self, user_config: dict) -> None:
@@ -112,6 +116,18 @@ class RecommenderDeployment:
         async with self._lock:
             self.recommender, self.synced, self.model_uri, self.metrics = loaded, total, model_uri, metrics
         logger.info("serving model %s from %s", loaded.version, model_uri)
+        if self._poller is None:
+            self._poller = asyncio.get_running_loop().create_task(self._poll())
+
+    async def _poll(self) -> None:
+        """Fold in what other replicas logged, every ``SYNC_INTERVAL_S``: reads never
+        wait on the store, and a replica's own ``POST /interactions`` syncs at once."""
+        while True:
+            await asyncio.sleep(SYNC_INTERVAL_S)
+            try:
+                await self._sync()
+            except Exception as err:  # the store restarts (max_restarts=-1); keep serving
+                logger.warning("could not sync folded-in interactions: %s", err)
 
     def _store(self, model_uri: str):
         if self.store is None:
@@ -154,9 +170,10 @@ class RecommenderDeployment:
         with open(PAGE) as f:
             return f.read()
 
-    @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.002)
+    # No wait for company: under load, requests queue while the last batch is scored.
+    @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.0)
     async def _recommend_batch(self, requests: list[tuple]) -> list:
-        recommender = await self._sync()
+        recommender = self._model()
         try:
             return recommender.recommend_many(list(requests))
         except Exception as err:  # one bad request must not fail its neighbours
@@ -187,7 +204,7 @@ class RecommenderDeployment:
     @api.post("/recommend/batch", response_model=schemas.BatchResponse)
     async def recommend_batch(self, body: schemas.BatchRequest) -> schemas.BatchResponse:
         self._check_k(body.k)
-        recommender = await self._sync()
+        recommender = self._model()
         try:
             answers = recommender.recommend_many([(u, body.k, body.domain, body.exclude_seen) for u in body.user_ids])
         except (UnknownDomainError, UnknownItemError) as err:
@@ -214,7 +231,7 @@ class RecommenderDeployment:
     async def explain(
         self, user_id: str = Query(..., min_length=1), item_id: str = Query(..., min_length=1), domain: str | None = None
     ) -> schemas.ExplainResponse:
-        recommender = await self._sync()
+        recommender = self._model()
         try:
             return schemas.ExplainResponse(**recommender.explain(user_id, item_id, domain))
         except (UnknownDomainError, UnknownItemError, UnknownUserError, FoldInUnavailable) as err:
@@ -252,6 +269,8 @@ def deployment(config: ServeConfig, app_name: str = APP_NAME):
         "max_ongoing_requests": config.max_ongoing_requests,
         "ray_actor_options": {"num_cpus": config.cpus_per_replica},
         "user_config": {"model": config.model},
+        # A log line per request costs more than scoring one on a small node.
+        "logging_config": {"enable_access_log": False},
     }
     if config.max_replicas is not None:
         options["autoscaling_config"] = {
@@ -271,7 +290,10 @@ def start(config: ServeConfig, app_name: str = APP_NAME) -> str:
 
     ensure_ray()
     _kill_store(app_name)  # a fresh store replays the (possibly newly configured) log
-    serve.start(http_options={"host": config.host, "port": config.port, "request_timeout_s": config.request_timeout_s})
+    serve.start(
+        http_options={"host": config.host, "port": config.port, "request_timeout_s": config.request_timeout_s},
+        logging_config={"enable_access_log": False},
+    )
     serve.run(deployment(config, app_name), name=app_name, route_prefix="/")
     return f"http://{config.host}:{config.port}"
 

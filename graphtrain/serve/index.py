@@ -2,7 +2,8 @@
 
 Exact below ``approximate_above`` items: scores in item chunks with a running top-K,
 so memory is bounded by ``queries x CHUNK_ITEMS`` whatever the catalogue size. Above
-it, an approximate index from faiss (inner product), built when the model loads:
+it, an approximate index from faiss (inner product), built when the model loads
+and kept in a cache folder beside the model, so the next replica or restart reads it:
 
 - ``hnsw``: ``IndexHNSWFlat``, graph search; slower to build, the best recall per
   microsecond.
@@ -16,9 +17,16 @@ back to the exact scan, so an answer is never short because of the filter.
 
 from __future__ import annotations
 
+import io
+import logging
+import uuid
 from dataclasses import dataclass
 
 import numpy as np
+
+from graphtrain import storage
+
+logger = logging.getLogger(__name__)
 
 CHUNK_ITEMS = 1 << 17
 ANN_METHODS = ("hnsw", "ivf")
@@ -30,7 +38,7 @@ class AnnSettings:
     hnsw_m: int = 32
     ef_construction: int = 80
     ef_search: int = 128
-    nprobe: int = 32
+    nprobe: int = 64
 
     def __post_init__(self):
         if self.method not in ANN_METHODS:
@@ -79,12 +87,24 @@ def exact_top_k(
 class ItemIndex:
     """Top-K over one domain's item vectors; exact or faiss by catalogue size."""
 
-    def __init__(self, vectors, approximate_above: int, ann: AnnSettings | None = None):
+    def __init__(self, vectors, approximate_above: int, ann: AnnSettings | None = None, cache_uri: str | None = None):
+        """``cache_uri``: a folder (any storage URI) where a built faiss index is kept
+        for the next replica or restart (an HNSW build over 1M items takes minutes)."""
         self.vectors = vectors
         self.ann = ann or DEFAULT_ANN
         self.faiss_index = None
         if len(vectors) > approximate_above:
-            self.faiss_index = _build(np.ascontiguousarray(np.asarray(vectors, dtype=np.float32)), ann)
+            cached = None if cache_uri is None else storage.join(cache_uri, self._cache_name())
+            self.faiss_index = _read_cached(cached) if cached else None
+            if self.faiss_index is None or self.faiss_index.ntotal != len(vectors):
+                self.faiss_index = _build(np.ascontiguousarray(np.asarray(vectors, dtype=np.float32)), self.ann)
+                if cached:
+                    _write_cached(cached, self.faiss_index)
+
+    def _cache_name(self) -> str:
+        a = self.ann
+        params = f"m{a.hnsw_m}-efc{a.ef_construction}" if a.method == "hnsw" else "ivf"
+        return f"{a.method}-{params}-{len(self.vectors)}x{self.vectors.shape[1]}.faiss.npy"
 
     @property
     def method(self) -> str:
@@ -115,6 +135,34 @@ class ItemIndex:
         return out_idx, out_score
 
 
+def _read_cached(uri: str):
+    """The faiss index serialised at ``uri`` (a uint8 ``.npy``, no pickle), or None."""
+    import faiss
+
+    try:
+        fs, path = storage.filesystem(uri)
+        with fs.open_input_stream(path) as f:
+            return faiss.deserialize_index(np.load(io.BytesIO(f.read()), allow_pickle=False))
+    except (OSError, ValueError, RuntimeError):
+        return None
+
+
+def _write_cached(uri: str, index) -> None:
+    import faiss
+
+    buffer = io.BytesIO()
+    np.save(buffer, faiss.serialize_index(index), allow_pickle=False)
+    try:
+        fs, path = storage.filesystem(uri)
+        fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
+        partial = f"{path}.{uuid.uuid4().hex[:8]}.partial"  # readers never see half a file
+        with fs.open_output_stream(partial) as out:
+            out.write(buffer.getvalue())
+        fs.move(partial, path)
+    except OSError as err:  # a read-only model store: serve anyway, rebuild next time
+        logger.warning("could not keep the faiss index at %s: %s", uri, err)
+
+
 def _build(vectors: np.ndarray, ann: AnnSettings):
     import faiss
 
@@ -123,7 +171,7 @@ def _build(vectors: np.ndarray, ann: AnnSettings):
         index = faiss.IndexHNSWFlat(dim, ann.hnsw_m, faiss.METRIC_INNER_PRODUCT)
         index.hnsw.efConstruction = ann.ef_construction
     else:
-        nlist = int(min(max(16, 4 * np.sqrt(n)), n // 39 or 1))  # faiss wants >= 39 points per list
+        nlist = int(min(max(16, np.sqrt(n)), n // 39 or 1))  # faiss wants >= 39 points per list
         quantizer = faiss.IndexFlatIP(dim)  # faiss's Python wrapper keeps it referenced
         index = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
         sample = vectors[np.random.default_rng(0).permutation(n)[: max(nlist * 64, 10_000)]]

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from graphtrain import storage
 from graphtrain.inference.artifact import ModelArtifact
 from graphtrain.inference.foldin import FoldIn, Neighbourhood, alpha_of, known_neighbourhoods
 from graphtrain.serve.index import DEFAULT_ANN, AnnSettings, ItemIndex
@@ -70,7 +71,10 @@ class _Folded:
 
 
 class Recommender:
-    def __init__(self, artifact: ModelArtifact, approximate_above: int = 200_000, ann: AnnSettings = DEFAULT_ANN):
+    def __init__(
+        self, artifact: ModelArtifact, approximate_above: int = 200_000, ann: AnnSettings = DEFAULT_ANN,
+        index_cache: str | None = None,
+    ):
         self.artifact = artifact
         manifest = artifact.manifest
         self.version = manifest["version"]
@@ -86,7 +90,11 @@ class Recommender:
             self.item_ids[d] = ids
             self.item_index[d] = {item: i for i, item in enumerate(ids)}
         self.popular = {d: np.argsort(-artifact.popularity(d), kind="stable") for d in artifact.domains}
-        self.indexes = {d: ItemIndex(artifact.item_vectors(d), approximate_above, ann) for d in artifact.domains}
+        cache = None if index_cache is None else storage.join(index_cache, str(manifest.get("version", "unversioned")))
+        self.indexes = {
+            d: ItemIndex(artifact.item_vectors(d), approximate_above, ann, None if cache is None else storage.join(cache, d))
+            for d in artifact.domains
+        }
         self._similar_indexes: dict[str, ItemIndex] = {}
         self._approximate_above, self._ann = approximate_above, ann
         self.fold_in = FoldIn(artifact) if FoldIn.available(artifact) else None
@@ -95,6 +103,8 @@ class Recommender:
 
     @classmethod
     def load(cls, uri: str, **kwargs) -> "Recommender":
+        """``index_cache`` defaults to ``ann-cache/`` beside the model."""
+        kwargs.setdefault("index_cache", storage.sibling(uri, "ann-cache"))
         return cls(ModelArtifact.load(uri), **kwargs)
 
     @property

@@ -39,3 +39,15 @@ def test_approximate_search_filters_seen_items_and_never_comes_back_short(method
     everything_but_three = [np.arange(2997)]
     idx, _ = index.search(query, 10, everything_but_three)
     assert sorted(idx[0].tolist()) == [2997, 2998, 2999]
+
+
+def test_a_built_index_is_kept_and_read_back(tmp_path):
+    vectors = np.random.default_rng(3).normal(size=(600, 8)).astype(np.float32)
+    first = ItemIndex(vectors, approximate_above=100, cache_uri=str(tmp_path))
+    kept = list(tmp_path.iterdir())
+    assert len(kept) == 1 and kept[0].name.startswith("hnsw-") and kept[0].stat().st_size > 0
+    second = ItemIndex(vectors, approximate_above=100, cache_uri=str(tmp_path))
+    queries = vectors[:5]
+    assert [list(i) for i in second.search(queries, 7)[0]] == [list(i) for i in first.search(queries, 7)[0]]
+    changed = ItemIndex(vectors[:500], approximate_above=100, cache_uri=str(tmp_path))  # another shape: rebuilt
+    assert changed.faiss_index.ntotal == 500 and len(list(tmp_path.iterdir())) == 2

@@ -138,6 +138,16 @@ def wait_ready(url: str, timeout: float = 600) -> None:
     raise RuntimeError(f"{url} never answered")
 
 
+def measure(server: str, base: str, size: int, concurrency: list[int], args) -> list[dict]:
+    wait_ready(base + "/health")
+    rows = []
+    for clients in concurrency:
+        cell = asyncio.run(load(base + "/recommend", clients, args.requests, args.seconds))
+        rows.append({"server": server, "items": size, "clients": clients, **cell})
+        print(rows[-1], flush=True)
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", default="100000,1000000")
@@ -170,22 +180,13 @@ def main() -> None:
              str(args.approximate_above)],
         )
         try:
-            bare_url = f"http://127.0.0.1:{port}"
-            wait_ready(bare_url + "/health")
-            for clients in concurrency:
-                cell = asyncio.run(load(bare_url + "/recommend", clients, args.requests, args.seconds))
-                rows.append({"server": "bare", "items": size, "clients": clients, **cell})
-                print(rows[-1], flush=True)
+            rows += measure("bare", f"http://127.0.0.1:{port}", size, concurrency, args)
         finally:
             bare.terminate()
             bare.wait()
         base = app.start(ServeConfig(model=model, port=free_port(), approximate_above=args.approximate_above))
         try:
-            wait_ready(base + "/health")
-            for clients in concurrency:
-                cell = asyncio.run(load(base + "/recommend", clients, args.requests, args.seconds))
-                rows.append({"server": "serve", "items": size, "clients": clients, **cell})
-                print(rows[-1], flush=True)
+            rows += measure("serve", base, size, concurrency, args)
         finally:
             app.stop()
 

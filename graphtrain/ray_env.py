@@ -23,6 +23,20 @@ TRAIN_ENV = {"RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.2"}
 STORAGE_ENV_PREFIXES = ("AWS_", "GOOGLE_", "GCS_", "AZURE_")
 
 
+# Custom resources that cluster configs (cluster/) give the node types graph servers
+# and train workers belong on. The code asks for one unit of each wherever the cluster
+# advertises it, so nothing lands on the head by accident; a local instance has none.
+GRAPH_SERVER_RESOURCE = "graphtrain_graph_server"
+TRAINER_RESOURCE = "graphtrain_trainer"
+
+
+def node_type_resource(name: str) -> dict[str, float]:
+    """``{name: 1}`` when some node of the cluster advertises ``name``, else ``{}``."""
+    import ray
+
+    return {name: 1.0} if ray.cluster_resources().get(name, 0) > 0 else {}
+
+
 def worker_env() -> dict[str, str]:
     return {**THREAD_ENV, **TRAIN_ENV}
 
@@ -106,6 +120,9 @@ def ensure_ray(num_cpus: int | None = None):
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     _loopback_only()
     ray.init(
+        # "local": start our own instance even when a `ray start` cluster runs on this
+        # machine (ray.init() would join that one, and refuse num_cpus).
+        address="local",
         num_cpus=num_cpus or max(2, os.cpu_count() or 2),
         include_dashboard=False,
         _node_ip_address="127.0.0.1",

@@ -32,7 +32,7 @@ from graphtrain import storage
 from graphtrain.errors import GraphServerError
 from graphtrain.graph.partition import PART_CONFIG
 from graphtrain.net import hold_free_port
-from graphtrain.ray_env import THREAD_ENV, actor_runtime_env
+from graphtrain.ray_env import GRAPH_SERVER_RESOURCE, THREAD_ENV, actor_runtime_env, node_type_resource
 
 READY_LINE = "start graph service"
 START_TIMEOUT_S = 60.0
@@ -240,7 +240,8 @@ class GraphServerGroup:
         try:
             # One partition per node where there are enough nodes (SPREAD is soft:
             # a single machine holds them all).
-            self.placement_group = placement_group([BUNDLE] * self.num_parts, strategy="SPREAD")
+            bundle = {**BUNDLE, **node_type_resource(GRAPH_SERVER_RESOURCE)}
+            self.placement_group = placement_group([bundle] * self.num_parts, strategy="SPREAD")
             ray.get(self.placement_group.ready(), timeout=START_TIMEOUT_S)
             self.actors = [
                 remote.options(

@@ -58,6 +58,24 @@ def _training_flags(p: argparse.ArgumentParser) -> None:
                    help="pull T(m_u) toward the target-side user representation on overlapping users (0: off)")
 
 
+def _run_flags(p: argparse.ArgumentParser) -> None:
+    """Flags of `run` and `retrain`: RunConfig's fields."""
+    p.add_argument("--input", action="append", required=True, help="logs URI (repeatable)")
+    p.add_argument("--source-domain", required=True)
+    p.add_argument("--target-domain", required=True)
+    p.add_argument("--workdir", required=True)
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--epochs", type=int, default=5)
+    p.add_argument("--num-parts", type=int, default=1)
+    p.add_argument("--partition-method", choices=PARTITION_METHODS, default="metis")
+    p.add_argument("--cold-start-fraction", type=float, default=0.2)
+    p.add_argument("--batch-size", type=int, default=1024)
+    p.add_argument("--fanouts", type=_fanouts, default=(10, 10), help="per layer, e.g. 10,10")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--gpu", action="store_true")
+    _training_flags(p)
+
+
 def model_from_args(args: argparse.Namespace):
     from graphtrain.config import ModelConfig
 
@@ -76,20 +94,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, default=5)
 
     p = sub.add_parser("run", help="ingest -> partition -> train -> export -> evaluate")
-    p.add_argument("--input", action="append", required=True, help="logs URI (repeatable)")
-    p.add_argument("--source-domain", required=True)
-    p.add_argument("--target-domain", required=True)
-    p.add_argument("--workdir", required=True)
-    p.add_argument("--workers", type=int, default=2)
-    p.add_argument("--epochs", type=int, default=5)
-    p.add_argument("--num-parts", type=int, default=1)
-    p.add_argument("--partition-method", choices=PARTITION_METHODS, default="metis")
-    p.add_argument("--cold-start-fraction", type=float, default=0.2)
-    p.add_argument("--batch-size", type=int, default=1024)
-    p.add_argument("--fanouts", type=_fanouts, default=(10, 10), help="per layer, e.g. 10,10")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--gpu", action="store_true")
-    _training_flags(p)
+    _run_flags(p)
+    p.add_argument("--id-maps", help="an earlier dataset or model URI whose user/item indices must be kept")
+    p.add_argument("--warm-start", help="a checkpoint to start from (the dataset must keep its id maps: --id-maps)")
+
+    p = sub.add_parser("retrain", help="run on new logs, warm-started and gated against the registry's current model")
+    _run_flags(p)
+    p.add_argument("--registry", required=True, help="model registry URI (models/<version>/ and current.json)")
+    p.add_argument("--tolerance", type=float, default=0.02,
+                   help="promote unless target NDCG@10 (warm or cold) falls more than this fraction below the current's")
+    p.add_argument("--force", action="store_true", help="promote even when the gate rejects the candidate (logged)")
+    p.add_argument("--no-warm-start", dest="warm_start", action="store_false", help="train from scratch")
+    p.add_argument("--interactions", help="folded-in interactions to ingest too (default: the registry's interactions/)")
+    p.add_argument("--serve-url", help="an endpoint serving from the registry: wait until it answers from the new version")
+
+    p = sub.add_parser("models", help="the model registry: list versions, promote or roll back")
+    models = p.add_subparsers(dest="models_command", required=True)
+    q = models.add_parser("list", help="every version, its gate decision and metrics; * marks the current one")
+    q.add_argument("--registry", required=True)
+    q.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    q = models.add_parser("promote", help="make a version current (a rollback is a promote of an older one)")
+    q.add_argument("--registry", required=True)
+    q.add_argument("--version", type=int, required=True)
+    q.add_argument("--force", action="store_true", help="also a version the gate rejected")
 
     p = sub.add_parser("ingest", help="logs -> dataset artifact (Ray Data)")
     p.add_argument("--input", action="append", required=True)
@@ -129,6 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fanouts", type=_fanouts, default=(10, 10), help="per layer, e.g. 10,10")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--gpu", action="store_true")
+    p.add_argument("--warm-start", help="a checkpoint to start from (the dataset must keep its id maps)")
     _training_flags(p)
 
     p = sub.add_parser("export", help="checkpoint -> model artifact")
@@ -143,7 +171,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-users", type=int, help="rank a seeded sample of this many test users per group (default: all)")
 
     p = sub.add_parser("serve", help="Ray Serve HTTP endpoint for a model artifact")
-    p.add_argument("--model", required=True)
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--model", help="a model artifact URI")
+    source.add_argument("--registry", help="a model registry URI: serve its current version and follow promotions")
     p.add_argument("--host", default="127.0.0.1", help="bind address (0.0.0.0 to listen on every interface)")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--max-k", type=int, default=1000, help="largest k a request may ask for")
@@ -183,6 +213,14 @@ def dispatch(args: argparse.Namespace) -> None:
         from graphtrain.pipeline import run
 
         run(config_from_args(cfg.RunConfig, args, inputs=args.input, model=model_from_args(args)))
+    elif args.command == "retrain":
+        from graphtrain.retrain import retrain
+
+        run_config = config_from_args(cfg.RunConfig, args, inputs=args.input, model=model_from_args(args))
+        steps = retrain(config_from_args(cfg.RetrainConfig, args, run=run_config))
+        print(json.dumps({k: steps[k] for k in ("version", "promoted", "serving", "gate")}, indent=2, default=str))
+    elif args.command == "models":
+        _models(args)
     elif args.command == "ingest":
         from graphtrain.data.ingest import format_summary, ingest
 
@@ -216,7 +254,7 @@ def dispatch(args: argparse.Namespace) -> None:
 
             ray.init(address=os.environ.get("RAY_ADDRESS", "auto"), log_to_driver=False)
             app.reload(config)
-            print(f"reloading {config.model} into the running app")
+            print(f"reloading {config.model or config.registry} into the running app")
         else:
             _serve(config)
 
@@ -227,7 +265,7 @@ def _serve(config) -> None:
     from graphtrain.serve import app
 
     url = app.start(config)
-    print(f"serving {config.model} at {url} (Ctrl-C to stop)", flush=True)
+    print(f"serving {config.model or f'the current version of {config.registry}'} at {url} (Ctrl-C to stop)", flush=True)
     try:
         while True:
             time.sleep(3600)
@@ -235,6 +273,28 @@ def _serve(config) -> None:
         pass
     finally:
         app.stop()
+
+
+def _models(args: argparse.Namespace) -> None:
+    from graphtrain.registry import Registry
+
+    registry = Registry(args.registry)
+    if args.models_command == "promote":
+        pointer = registry.promote(args.version, "promoted by hand (graphtrain models promote)", force=args.force)
+        print(f"current version of {registry.uri} is now {pointer['version']} (was {pointer['previous']})")
+        return
+    rows = registry.listing()
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return
+    print(f"{'':2}{'version':>7}  {'created':<20}  {'gate':<8}  {'warm ndcg@10':>12}  {'cold ndcg@10':>12}  reason")
+    for row in rows:
+        metrics = row["metrics"]
+        print(f"{'*' if row['current'] else '':2}{row['version']:>7}  {row['created_at'] or '':<20}  "
+              f"{'accepted' if row['accepted'] else 'rejected':<8}  {metrics.get('warm', float('nan')):>12.4f}  "
+              f"{metrics.get('cold', float('nan')):>12.4f}  {row['reason']}")
+    if not rows:
+        print(f"  (no versions in {registry.uri})")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -205,9 +205,12 @@ class TrainConfig:
     replicated_embeddings_mb: int = 2048
     gpu: bool = False
     seed: int = 0
+    # A checkpoint (or checkpoints root) whose weights a new run starts from; the
+    # dataset must keep its id maps (ingest --id-maps). A resumed run ignores it.
+    warm_start: Optional[str] = None
 
     def __post_init__(self):
-        resolve_paths(self, "dataset", "partitions", "output")
+        resolve_paths(self, "dataset", "partitions", "output", "warm_start")
         check_domain("source_domain", self.source_domain)
         check_domain("target_domain", self.target_domain)
         if self.embeddings not in EMBEDDINGS:
@@ -270,7 +273,7 @@ class ServeConfig:
     (``ann``: hnsw or ivf).
     """
 
-    model: str
+    model: Optional[str] = None
     host: str = "127.0.0.1"
     port: int = 8000
     max_k: int = 1000
@@ -284,9 +287,20 @@ class ServeConfig:
     interaction_log: Optional[str] = None
     approximate_above: int = 200_000
     ann: str = "hnsw"
+    # Serve the registry's current version instead of ``model``; replicas watch its
+    # pointer every ``registry_poll_s`` and swap to a newly promoted (or rolled back) one.
+    registry: Optional[str] = None
+    registry_poll_s: float = 2.0
 
     def __post_init__(self):
-        resolve_paths(self, "model", "interaction_log")
+        resolve_paths(self, "model", "interaction_log", "registry")
+        if self.model is not None and self.registry is None and storage.exists(storage.join(self.model, "current.json")):
+            # DESIGN's contract: --model may name a registry, which serves its current version.
+            object.__setattr__(self, "registry", self.model)
+            object.__setattr__(self, "model", None)
+        if (self.model is None) == (self.registry is None):
+            raise ConfigError("model", self.model, "give exactly one of model (an artifact) and registry")
+        _positive("registry_poll_s", self.registry_poll_s)
         if not 0 < self.port < 65536:
             raise ConfigError("port", self.port, "use a TCP port in 1..65535")
         for name in ("max_k", "replicas", "min_replicas", "max_ongoing_requests", "approximate_above"):
@@ -330,9 +344,11 @@ class RunConfig:
     embeddings: str = TrainConfig.embeddings
     transfer_loss_weight: float = TrainConfig.transfer_loss_weight
     alignment_loss_weight: float = TrainConfig.alignment_loss_weight
+    id_maps: Optional[str] = None  # an earlier dataset or model whose user/item indices are kept
+    warm_start: Optional[str] = None  # TrainConfig.warm_start
 
     def __post_init__(self):
-        resolve_paths(self, "inputs", "workdir")
+        resolve_paths(self, "inputs", "workdir", "id_maps", "warm_start")
         if self.partition_method not in PARTITION_METHODS:  # PartitionConfig calls this field `method`
             raise ConfigError("partition_method", self.partition_method, f"use one of {PARTITION_METHODS}")
         # Every stage's config checks its own fields now, not after the stages before it ran.
@@ -343,7 +359,7 @@ class RunConfig:
     def ingest_config(self, output: str) -> IngestConfig:
         return IngestConfig(
             inputs=self.inputs, output=output, source_domain=self.source_domain, target_domain=self.target_domain,
-            cold_start_fraction=self.cold_start_fraction, seed=self.seed,
+            cold_start_fraction=self.cold_start_fraction, seed=self.seed, id_maps=self.id_maps,
         )
 
     def partition_config(self, dataset: str, output: str) -> PartitionConfig:
@@ -353,3 +369,32 @@ class RunConfig:
         """The train stage's config: every field RunConfig shares with TrainConfig, by name."""
         shared = {f.name for f in dataclasses.fields(TrainConfig)} & {f.name for f in dataclasses.fields(self)}
         return TrainConfig(dataset=dataset, partitions=partitions, output=output, **{n: getattr(self, n) for n in shared})
+
+
+@dataclass(frozen=True)
+class RetrainConfig:
+    """`graphtrain retrain`: ``run`` on new logs, warm-started from the registry's
+    current version, gated against it (``graphtrain.retrain``).
+
+    ``tolerance``: the candidate's target NDCG@10 (warm and cold, full ranking) may be
+    at most this fraction below the current version's. ``interactions``: a log of
+    folded-in interactions to ingest with the new logs (default: the registry's own
+    ``interactions/``, when it has any). ``serve_url``: an endpoint to watch until it
+    answers from the promoted version.
+    """
+
+    registry: str
+    run: RunConfig
+    tolerance: float = 0.02
+    force: bool = False
+    warm_start: bool = True
+    interactions: Optional[str] = None
+    serve_url: Optional[str] = None
+    serve_wait_s: float = 120.0
+
+    def __post_init__(self):
+        resolve_paths(self, "registry", "interactions")
+        _fraction("tolerance", self.tolerance)
+        _positive("serve_wait_s", self.serve_wait_s)
+        if self.interactions is None:
+            object.__setattr__(self, "interactions", storage.join(self.registry, "interactions"))

@@ -1,7 +1,7 @@
 """Ray job entrypoint: serve an exported model artifact over HTTP (`graphtrain serve`).
 
     ray job submit --address http://HEAD:8265 --runtime-env jobs/runtime_env.yaml -- \
-        python jobs/serve.py --model s3://bucket/runs/2026-11-29/model --host 0.0.0.0 --port 8000
+        python jobs/serve.py --registry s3://bucket/registry --host 0.0.0.0 --port 8000
 """
 
 import sys

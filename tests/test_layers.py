@@ -7,7 +7,7 @@ import graphtrain
 
 # Lower number = earlier in the pipeline; a module may import its own layer and below.
 LAYERS = {
-    "errors": 0, "config": 0, "storage": 0, "ray_env": 0, "net": 0, "names": 0,
+    "errors": 0, "config": 0, "storage": 0, "ray_env": 0, "net": 0, "names": 0, "registry": 0,
     "data": 1,
     "graph": 2,
     "models": 3, "ranking": 3,
@@ -15,7 +15,7 @@ LAYERS = {
     "inference": 5,
     "eval": 6,
     "serve": 7,
-    "pipeline": 8, "cli": 8,
+    "pipeline": 8, "cli": 8, "retrain": 8,
 }
 ROOT = pathlib.Path(graphtrain.__file__).parent
 

@@ -33,6 +33,7 @@ from ray import serve
 from graphtrain import storage
 from graphtrain.config import ServeConfig
 from graphtrain.errors import ServeError
+from graphtrain.registry import Registry
 from graphtrain.serve import schemas
 from graphtrain.serve.index import AnnSettings
 from graphtrain.serve.interactions import InteractionStore, default_log_uri, record
@@ -84,8 +85,14 @@ def _report_metrics(model_uri: str) -> dict:
 @serve.deployment(name=DEPLOYMENT, health_check_period_s=5, health_check_timeout_s=30)
 @serve.ingress(api)
 class RecommenderDeployment:
-    def __init__(self, max_k: int, approximate_above: int, ann: str, interaction_log: str | None, app_name: str = APP_NAME):
+    def __init__(
+        self, max_k: int, approximate_above: int, ann: str, interaction_log: str | None, app_name: str = APP_NAME,
+        registry: str | None = None, registry_poll_s: float = 2.0,
+    ):
         self.max_k = max_k
+        self.registry = registry
+        self.registry_poll_s = registry_poll_s
+        self.registry_version: int | None = None  # the registry version being served
         self.approximate_above = approximate_above
         self.ann = AnnSettings(method=ann)
         self.interaction_log = interaction_log
@@ -97,6 +104,7 @@ class RecommenderDeployment:
         self.synced = 0  # store records folded into self.recommender
         self._lock = asyncio.Lock()
         self._poller: asyncio.Task | None = None
+        self._watcher: asyncio.Task | None = None
 
     # -- model lifecycle -------------------------------------------------------------
     async def reconfigure(self, user_config: dict) -> None:
@@ -106,8 +114,9 @@ class RecommenderDeployment:
         if model_uri == self.model_uri and self.recommender is not None:
             return
         store = self._store(model_uri)
+        cache = {} if self.registry is None else {"index_cache": storage.join(self.registry, "ann-cache")}
         loaded = await asyncio.to_thread(
-            Recommender.load, model_uri, approximate_above=self.approximate_above, ann=self.ann
+            Recommender.load, model_uri, approximate_above=self.approximate_above, ann=self.ann, **cache
         )
         total, records = await store.since.remote(0)
         for problem in loaded.fold_all(records):
@@ -115,9 +124,26 @@ class RecommenderDeployment:
         metrics = await asyncio.to_thread(_report_metrics, model_uri)
         async with self._lock:
             self.recommender, self.synced, self.model_uri, self.metrics = loaded, total, model_uri, metrics
+            self.registry_version = user_config.get("registry_version")
         logger.info("serving model %s from %s", loaded.version, model_uri)
         if self._poller is None:
             self._poller = asyncio.get_running_loop().create_task(self._poll())
+        if self.registry is not None and self._watcher is None:
+            self._watcher = asyncio.get_running_loop().create_task(self._watch_registry())
+
+    async def _watch_registry(self) -> None:
+        """Serve whatever the registry's ``current`` names: a promotion or a rollback
+        reaches every replica within ``registry_poll_s``, each swapping as a reload does."""
+        registry = Registry(self.registry)
+        while True:
+            await asyncio.sleep(self.registry_poll_s)
+            try:
+                pointer = await asyncio.to_thread(registry.pointer)
+                if pointer and pointer["version"] != self.registry_version:
+                    number = int(pointer["version"])
+                    await self.reconfigure({"model": registry.get(number).model, "registry_version": number})
+            except Exception as err:  # a half-visible pointer or a bad version: keep serving the old one
+                logger.warning("could not follow the registry %s: %s", self.registry, err)
 
     async def _poll(self) -> None:
         """Fold in what other replicas logged, every ``SYNC_INTERVAL_S``: reads never
@@ -133,7 +159,9 @@ class RecommenderDeployment:
         if self.store is None:
             import ray
 
-            log_uri = self.interaction_log or default_log_uri(model_uri)
+            log_uri = self.interaction_log or (
+                storage.join(self.registry, "interactions") if self.registry else default_log_uri(model_uri)
+            )
             self.store = ray.remote(InteractionStore).options(
                 name=store_name(self.app_name), namespace=STORE_NAMESPACE, get_if_exists=True,
                 lifetime="detached", max_restarts=-1, num_cpus=0,
@@ -252,7 +280,10 @@ class RecommenderDeployment:
     @api.get("/version", response_model=schemas.VersionResponse)
     def version(self) -> schemas.VersionResponse:
         summary = self._model().manifest_summary()
-        return schemas.VersionResponse(**{**summary, "metrics": summary["metrics"] or self.metrics})
+        return schemas.VersionResponse(**{
+            **summary, "metrics": summary["metrics"] or self.metrics, "registry_version": self.registry_version,
+            "model_uri": self.model_uri,
+        })
 
     @api.get("/domains", response_model=schemas.DomainsResponse)
     def domains(self) -> schemas.DomainsResponse:
@@ -268,7 +299,7 @@ def deployment(config: ServeConfig, app_name: str = APP_NAME):
     options = {
         "max_ongoing_requests": config.max_ongoing_requests,
         "ray_actor_options": {"num_cpus": config.cpus_per_replica},
-        "user_config": {"model": config.model},
+        "user_config": _user_config(config),
         # A log line per request costs more than scoring one on a small node.
         "logging_config": {"enable_access_log": False},
     }
@@ -280,8 +311,19 @@ def deployment(config: ServeConfig, app_name: str = APP_NAME):
     else:
         options["num_replicas"] = config.replicas
     return RecommenderDeployment.options(**options).bind(
-        config.max_k, config.approximate_above, config.ann, config.interaction_log, app_name
+        config.max_k, config.approximate_above, config.ann, config.interaction_log, app_name,
+        config.registry, config.registry_poll_s,
     )
+
+
+def _user_config(config: ServeConfig) -> dict:
+    """What a replica loads: the model, or the registry's current version."""
+    if config.registry is None:
+        return {"model": config.model}
+    current = Registry(config.registry).current()
+    if current is None:
+        Registry(config.registry).current_model()  # raises, naming the fix
+    return {"model": current.model, "registry_version": current.number}
 
 
 def start(config: ServeConfig, app_name: str = APP_NAME) -> str:
@@ -302,7 +344,8 @@ def reload(config: ServeConfig, app_name: str = APP_NAME) -> None:
     """Point the running app at ``config.model``. Only ``user_config`` changes, a
     lightweight update: every replica's ``reconfigure`` loads the new model beside the
     old one and swaps, so requests keep being answered throughout."""
-    storage.require_artifact(config.model, "export")  # refuse before touching the app
+    if config.model is not None:
+        storage.require_artifact(config.model, "export")  # refuse before touching the app
     if app_name not in serve.status().applications:
         raise ServeError(f"no Serve app {app_name!r} is running on this Ray cluster; start it with `graphtrain serve`")
     serve.run(deployment(config, app_name), name=app_name, route_prefix="/")
@@ -322,3 +365,22 @@ def stop(app_name: str = APP_NAME) -> None:
         serve.shutdown()
     finally:
         _kill_store(app_name)
+
+
+def build(args: dict):
+    """Application builder for Serve config files (KubeRay RayService ``serveConfigV2``,
+    ``serve run graphtrain.serve.app:build registry=s3://...``): ``args`` are ServeConfig
+    fields, given as strings there; host and port come from the file's ``http_options``."""
+    import dataclasses
+
+    fields = {f.name: f for f in dataclasses.fields(ServeConfig)}
+    unknown = sorted(set(args) - set(fields))
+    if unknown:
+        raise ServeError(f"unknown ServeConfig field(s) {unknown}; known: {sorted(fields)}")
+    values = {}
+    for name, value in args.items():
+        default = fields[name].default
+        if isinstance(value, str) and isinstance(default, (bool, int, float)) and not isinstance(default, bool):
+            value = type(default)(value)
+        values[name] = value
+    return deployment(ServeConfig(**values))

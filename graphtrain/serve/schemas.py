@@ -98,6 +98,8 @@ class VersionResponse(BaseModel):
     epoch: Optional[int]
     metrics: dict
     index: dict[str, str]
+    registry_version: Optional[int] = Field(None, description="the registry version served (serve --registry), else null")
+    model_uri: Optional[str] = Field(None, description="where the served model artifact was loaded from")
 
 
 class DomainInfo(BaseModel):

@@ -138,3 +138,53 @@ def load_progress(directory: str, model: MigrationGNN, optimizer: torch.optim.Op
     with open(os.path.join(directory, "state.json")) as f:
         state = json.load(f)
     return int(state["epoch"]), list(state["history"])
+
+
+# Tables with one row per node: a warm start copies the rows the old model had and
+# keeps the fresh initialisation of the rest (ids the new dataset appended).
+ROW_TABLES = ("embeddings.", "item_bias.")
+
+
+def warm_start_state(uri: str, model: MigrationGNN, users: pd.DataFrame, items: pd.DataFrame) -> dict[str, torch.Tensor]:
+    """``model``'s full state with every weight of the checkpoint at ``uri`` copied in.
+
+    The dataset must have been ingested with the checkpoint's id maps (``--id-maps``):
+    its old ids keep their indices and new ids come after, so row i of every node
+    table is the same user or item in both. Raises :class:`ArtifactError` otherwise,
+    or when the model's shape differs (another dim, layer count, transfer head).
+    """
+    directory = resolve(uri)
+    _check_prefix(directory, users, items, uri)
+    old = torch.load(os.path.join(directory, "model.pt"), map_location="cpu", weights_only=True)
+    state = {k: v.detach().clone() for k, v in model.full_state_dict().items()}
+    for key, fresh in state.items():
+        saved = old.get(key)
+        if saved is None:
+            raise ArtifactError(f"warm start from {uri!r}: it has no {key!r}; train with the same model shape or without --warm-start")
+        if saved.shape == fresh.shape:
+            state[key] = saved.to(fresh.dtype)
+        elif key.startswith(ROW_TABLES) and saved.shape[1:] == fresh.shape[1:] and len(saved) <= len(fresh):
+            fresh[: len(saved)] = saved.to(fresh.dtype)
+        else:
+            raise ArtifactError(
+                f"warm start from {uri!r}: {key} is {tuple(saved.shape)} there but {tuple(fresh.shape)} here; "
+                "train with the same model shape or without --warm-start"
+            )
+    return state
+
+
+def _check_prefix(directory: str, users: pd.DataFrame, items: pd.DataFrame, uri: str) -> None:
+    """Every id of the checkpoint keeps its index in ``users``/``items``."""
+    if not os.path.exists(os.path.join(directory, USERS)):
+        raise ArtifactError(f"warm start from {uri!r}: the checkpoint has no id maps ({USERS}); it cannot be matched to ids")
+    for name, ours, keys in ((USERS, users, ["user_idx"]), (ITEMS, items, ["domain", "item_idx"])):
+        ident = "user_id" if name == USERS else "item_id"
+        saved = pd.read_parquet(os.path.join(directory, name))[[*keys, ident]]
+        joined = saved.astype({ident: str}).merge(ours[[*keys, ident]].astype({ident: str}), on=keys, how="left", suffixes=("_old", ""))
+        moved = joined[joined[ident] != joined[f"{ident}_old"]]
+        if len(moved):
+            row = moved.iloc[0]
+            raise ArtifactError(
+                f"warm start from {uri!r}: {ident} {row[f'{ident}_old']!r} has index {row[keys].to_dict()} there but not "
+                f"in this dataset; ingest with --id-maps <the model it came from> so indices are kept"
+            )

@@ -15,7 +15,9 @@ import time
 from graphtrain import storage
 from graphtrain.config import TrainConfig
 from graphtrain.errors import ConfigError
-from graphtrain.ray_env import actor_runtime_env, ensure_ray, joined_a_cluster, wait_for_resources
+from graphtrain.ray_env import (
+    TRAINER_RESOURCE, actor_runtime_env, ensure_ray, joined_a_cluster, node_type_resource, wait_for_resources,
+)
 from graphtrain.train import checkpoint
 from graphtrain.train.validation import best_epoch
 
@@ -54,6 +56,8 @@ def ray_train_loop(loop_config: dict) -> None:
         def resume(model, optimizer):
             restored = ray.train.get_checkpoint()
             if restored is None:
+                if config.warm_start:  # a new run starts from an earlier model's weights
+                    model.load_full_state_dict(checkpoint.warm_start_state(config.warm_start, model, dataset.users, dataset.items))
                 return -1, []
             with restored.as_directory() as directory:
                 checkpoint.check_id_maps(directory, dataset.users, dataset.items, config.dataset)
@@ -105,7 +109,8 @@ def train(config: TrainConfig) -> dict:
             ray_train_loop,
             train_loop_config={"config": config, "endpoints": servers.endpoints},
             scaling_config=ScalingConfig(
-                num_workers=config.workers, use_gpu=config.gpu, resources_per_worker={"CPU": 1}
+                num_workers=config.workers, use_gpu=config.gpu,
+                resources_per_worker={"CPU": 1, **node_type_resource(TRAINER_RESOURCE)}
             ),
             run_config=RunConfig(
                 name=RUN_NAME, storage_path=storage_path, checkpoint_config=CheckpointConfig(num_to_keep=None),

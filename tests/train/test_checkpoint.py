@@ -99,3 +99,33 @@ def test_a_run_the_cluster_can_never_hold_fails_at_once_naming_the_field(ray_ses
     with pytest.raises(ConfigError, match=r"gpu=True: .* 0 GPUs"):
         train(TrainConfig(**base, workers=1, gpu=True))
     assert time.monotonic() - started < 10
+
+
+def test_warm_start_keeps_old_rows_and_initialises_appended_ids(tmp_path):
+    import pandas as pd
+
+    old = MigrationGNN(ModelConfig(embedding_dim=4), {"user": 3, "item@a": 2, "item@b": 2}, "a", "b")
+    users, items = _id_maps()
+    checkpoint.save(str(tmp_path), old, torch.optim.Adam(old.parameters()), 0, [], id_maps=(users, items))
+    # The new dataset kept every index (ingest --id-maps) and appended one user and one item of b.
+    new_users = pd.concat([users, pd.DataFrame({"user_id": ["u9"], "user_idx": [3]})], ignore_index=True)
+    new_items = pd.concat([items, pd.DataFrame({"domain": ["b"], "item_id": ["w"], "item_idx": [2]})], ignore_index=True)
+    torch.manual_seed(1)
+    new = MigrationGNN(ModelConfig(embedding_dim=4), {"user": 4, "item@a": 2, "item@b": 3}, "a", "b")
+    fresh = {k: v.clone() for k, v in new.full_state_dict().items()}
+    state = checkpoint.warm_start_state(str(tmp_path), new, new_users, new_items)
+    saved = old.full_state_dict()
+    assert torch.equal(state["embeddings.user.weight"][:3], saved["embeddings.user.weight"])
+    assert torch.equal(state["embeddings.user.weight"][3], fresh["embeddings.user.weight"][3])
+    assert torch.equal(state["embeddings.item@b.weight"][:2], saved["embeddings.item@b.weight"])
+    for key in saved:
+        if not key.startswith(checkpoint.ROW_TABLES):
+            assert torch.equal(state[key], saved[key]), key
+    new.load_full_state_dict(state)
+
+    moved = new_users.assign(user_id=["u1", "u0", "u2", "u9"])
+    with pytest.raises(ArtifactError, match="user_id 'u0' has index .* ingest with --id-maps"):
+        checkpoint.warm_start_state(str(tmp_path), new, moved, new_items)
+    wider = MigrationGNN(ModelConfig(embedding_dim=8), {"user": 4, "item@a": 2, "item@b": 3}, "a", "b")
+    with pytest.raises(ArtifactError, match="same model shape"):
+        checkpoint.warm_start_state(str(tmp_path), wider, new_users, new_items)

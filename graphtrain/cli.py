@@ -67,7 +67,8 @@ def _run_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--epochs", type=int, default=5)
     p.add_argument("--num-parts", type=int, default=1)
-    p.add_argument("--partition-method", choices=PARTITION_METHODS, default="metis")
+    p.add_argument("--partition-method", choices=PARTITION_METHODS, default="auto",
+                   help="auto: metis up to 5M train edges, else hash (Ray tasks; no process holds the graph)")
     p.add_argument("--cold-start-fraction", type=float, default=0.2)
     p.add_argument("--batch-size", type=int, default=1024)
     p.add_argument("--fanouts", type=_fanouts, default=(10, 10), help="per layer, e.g. 10,10")
@@ -142,7 +143,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", required=True)
     p.add_argument("--output", required=True)
     p.add_argument("--num-parts", type=int, default=1)
-    p.add_argument("--method", choices=PARTITION_METHODS, default="metis")
+    p.add_argument("--method", choices=PARTITION_METHODS, default="auto",
+                   help="auto: metis up to 5M train edges, else hash (Ray tasks; no process holds the graph)")
 
     p = sub.add_parser("train", help="Ray Train over DGL graph servers")
     p.add_argument("--dataset", required=True)

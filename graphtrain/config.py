@@ -21,7 +21,7 @@ LR_SCHEDULES = ("cosine", "constant")
 NEGATIVES = ("uniform", "popularity")
 EMBEDDINGS = ("auto", "replicated", "distributed")
 DEDUPE = ("latest", "sum")
-PARTITION_METHODS = ("metis", "random")
+PARTITION_METHODS = ("auto", "metis", "random", "hash")
 MAX_BATCHES_PER_DRAW = 16  # EdgeBatchSampler marks nodes and edges with one bit per batch (its _MARK type)
 # alpha_ij: "none" = degree normalisation only; "weight" / "log1p" = the edges'
 # interaction weights (raw, or log(1 + w) for heavy-tailed counts and dwell times).
@@ -121,7 +121,7 @@ class PartitionConfig:
     dataset: str
     output: str
     num_parts: int = 1
-    method: str = "metis"
+    method: str = "auto"
 
     def __post_init__(self):
         resolve_paths(self, "dataset", "output")
@@ -326,7 +326,7 @@ class RunConfig:
     workers: int = 2
     epochs: int = 5
     num_parts: int = 1
-    partition_method: str = "metis"
+    partition_method: str = "auto"
     cold_start_fraction: float = 0.2
     seed: int = 0
     gpu: bool = False

@@ -1,12 +1,19 @@
-"""`graphtrain partition`: DGL ``partition_graph`` of the training graph.
+"""`graphtrain partition`: the training graph in DGL's partition format.
 
-Besides DGL's own files, the artifact holds ``id_mapping.npz``: for each node and
-edge type, the dataset index of every partitioned (reshuffled) id, so samplers and
-models can translate between the two id spaces.
+Methods: ``metis`` and ``random`` run DGL's ``partition_graph`` in this process (it
+holds the whole graph); ``hash`` runs as Ray tasks, none holding more than a
+partition's edges (:mod:`graphtrain.graph.hash_partition`); ``auto`` (the default)
+takes ``metis`` up to ``METIS_MAX_TRAIN_EDGES`` train edges and ``hash`` above.
+
+Besides DGL's files, the artifact holds the id mapping: for each node and edge type,
+the dataset index of every partitioned (reshuffled) id, so samplers and models can
+translate between the two id spaces. DGL's methods write it as ``id_mapping.npz``;
+``hash`` as one slice per partition, ``id_mapping/part-PPPPP.npz``.
 """
 
 from __future__ import annotations
 
+import glob
 import os
 import uuid
 
@@ -17,15 +24,32 @@ from graphtrain.config import PartitionConfig
 from graphtrain.data.dataset import Dataset
 from graphtrain.graph.build import train_graph
 from graphtrain.graph.dgl_compat import import_dgl
-from graphtrain.names import etype_key
+from graphtrain.names import USER, etype_key
 
 ID_MAPPING = "id_mapping.npz"
+# partition_graph's driver measured 0.53 KB per train edge (README "Sizing"): METIS
+# up to ~2.7 GB there, the distributed hash partitioner above.
+METIS_MAX_TRAIN_EDGES = 5_000_000
 PART_CONFIG = "graph.json"
 INFO = "graphtrain_partition.json"
+MAPPING_DIR = "id_mapping"  # the hash partitioner's per-partition slices
+
+
+def choose_method(config: PartitionConfig) -> str:
+    """The method that runs: ``config.method``, or for ``auto`` by train-edge count."""
+    if config.method != "auto":
+        return config.method
+    meta = storage.read_json(storage.join(config.dataset, "meta.json"))
+    train_edges = sum(int(splits.get("train", 0)) for splits in meta["edges"].values())
+    return "metis" if train_edges <= METIS_MAX_TRAIN_EDGES else "hash"
 
 
 def partition(config: PartitionConfig) -> dict:
     """Partition the dataset's train graph; returns a small summary."""
+    storage.require_artifact(config.dataset, "ingest")
+    method = choose_method(config)
+    if method == "hash":
+        return _hash_partition(config)
     dgl = import_dgl()
     dataset = Dataset.load(config.dataset)
     graph = train_graph(dataset)
@@ -38,7 +62,7 @@ def partition(config: PartitionConfig) -> dict:
             graph_name,
             config.num_parts,
             staging,
-            part_method=config.method,
+            part_method=method,
             balance_edges=True,
             return_mapping=True,
         )
@@ -48,9 +72,82 @@ def partition(config: PartitionConfig) -> dict:
         os.rename(os.path.join(staging, f"{graph_name}.json"), os.path.join(staging, PART_CONFIG))
         storage.write_json(
             os.path.join(staging, INFO),
-            {"graph_name": graph_name, "num_parts": config.num_parts, "method": config.method, "dataset": config.dataset},
+            {"graph_name": graph_name, "num_parts": config.num_parts, "method": method, "dataset": config.dataset},
         )
-    return {"num_parts": config.num_parts, "method": config.method, "num_edges": int(graph.num_edges())}
+    return {"num_parts": config.num_parts, "method": method, "num_edges": int(graph.num_edges())}
+
+
+def _hash_partition(config: PartitionConfig) -> dict:
+    """``hash``: three rounds of Ray tasks (see :mod:`graphtrain.graph.hash_partition`).
+    The driver holds O(edge files × partitions) numbers."""
+    import pyarrow.fs as pafs
+
+    from graphtrain.graph import hash_partition as hp
+    from graphtrain.names import canonical_etypes, item_type
+    from graphtrain.ray_env import actor_runtime_env, ensure_ray
+
+    dgl = import_dgl()
+    ray = ensure_ray()
+    meta = storage.read_json(storage.join(config.dataset, "meta.json"))
+    domains = sorted(meta["domains"])
+    num_nodes = {USER: int(meta["num_users"]), **{item_type(d): int(meta["num_items"][d]) for d in domains}}
+    # DGL's type ids follow the heterograph's (sorted) type order: take them from one.
+    empty = dgl.heterograph({et: ([], []) for et in canonical_etypes(domains)}, num_nodes_dict=num_nodes)
+    layout = hp.Layout(num_nodes, list(empty.ntypes), list(empty.canonical_etypes), config.num_parts, seed=0)
+    P, E = config.num_parts, len(layout.etypes)
+
+    fs, root = storage.filesystem(config.dataset)
+    infos = fs.get_file_info(pafs.FileSelector(f"{root}/edges", allow_not_found=True))
+    files = sorted(i.path for i in infos if i.type == pafs.FileType.File and i.path.endswith(".parquet"))
+    graph_name = f"graphtrain-{uuid.uuid4().hex[:12]}"
+    options = {}
+    with storage.staged_artifact(config.output) as staging:
+        # the driver's storage credentials and thread settings reach every task
+        task = {"max_retries": hp.TASK_RETRIES, "runtime_env": actor_runtime_env()}
+        count = ray.remote(hp.count_file).options(**task)
+        route = ray.remote(hp.route_file).options(**task)
+        assemble = ray.remote(hp.assemble_partition).options(**task)
+        layout_ref = ray.put(layout)
+        counts = ray.get([count.remote(config.dataset, options, f, layout_ref, domains) for f in files])
+        owned = np.stack([c["owned"] for c in counts]) if counts else np.zeros((0, P, E), np.int64)  # file, part, etype
+        per_part = owned.sum(0)  # part, etype
+        typed_base = np.cumsum(per_part, 0) - per_part  # edges of type e in earlier partitions
+        homo_base = (np.cumsum(per_part.sum(1)) - per_part.sum(1))[:, None] + np.cumsum(per_part, 1) - per_part
+        file_offset = np.cumsum(owned, 0) - owned  # edges of (p, e) in earlier files
+        dataset_offset, running = [], dict.fromkeys(domains, 0)
+        for c in counts:
+            dataset_offset.append(dict(running))
+            for d, n in c["train"].items():
+                running[d] += n
+        ray.get([route.remote(config.dataset, staging, options, f, k, layout_ref, domains, dataset_offset[k], typed_base + file_offset[k])
+                 for k, f in enumerate(files)])
+        bases = {"typed": typed_base, "homo": homo_base}
+        parts = ray.get([assemble.remote(staging, options, p, layout_ref, domains, bases) for p in range(P)])
+        edge_starts = np.concatenate([[0], np.cumsum(per_part.reshape(-1))])  # (p, e) ranges, partition-major
+        part_config = {
+            "graph_name": graph_name, "num_nodes": int(sum(num_nodes.values())), "num_edges": int(per_part.sum()),
+            "part_method": "hash", "num_parts": P, "halo_hops": 1,
+            "node_map": layout.node_map(),
+            "edge_map": {etype_key(et): [[int(edge_starts[p * E + e]), int(edge_starts[p * E + e + 1])] for p in range(P)]
+                         for e, et in enumerate(layout.etypes)},
+            "ntypes": {nt: t for t, nt in enumerate(layout.ntypes)},
+            "etypes": {etype_key(et): e for e, et in enumerate(layout.etypes)},
+            **{f"part-{p}": {"node_feats": f"part{p}/node_feat.dgl", "edge_feats": f"part{p}/edge_feat.dgl",
+                             "part_graph": f"part{p}/graph.dgl"} for p in range(P)},
+        }
+        _write_json(staging, PART_CONFIG, part_config)
+        _write_json(staging, INFO, {"graph_name": graph_name, "num_parts": P, "method": "hash", "dataset": config.dataset,
+                                    "parts": parts})
+    return {"num_parts": P, "method": "hash", "num_edges": int(per_part.sum()),
+            "halo_edges": int(sum(p["halo_edges"] for p in parts))}
+
+
+def _write_json(staging_uri: str, name: str, obj: dict) -> None:
+    import json
+
+    fs, root = storage.filesystem(staging_uri)
+    with fs.open_output_stream(f"{root}/{name}") as out:
+        out.write(json.dumps(obj, indent=1).encode())
 
 
 def read_info(partitions_uri: str) -> dict:
@@ -63,8 +160,15 @@ class IdMapping:
     """Translate node/edge ids between the dataset and the partitioned graph."""
 
     def __init__(self, path: str):
-        with np.load(path, allow_pickle=False) as data:
-            self._to_dataset = {k: data[k] for k in data.files}
+        """``path``: ``id_mapping.npz``, or the ``id_mapping/`` folder of per-partition
+        slices (partition-major, as typed ids are), concatenated here."""
+        slices = sorted(glob.glob(os.path.join(path, "part-*.npz"))) if os.path.isdir(path) else [path]
+        pieces: dict[str, list] = {}
+        for one in slices:
+            with np.load(one, allow_pickle=False) as data:
+                for key in data.files:
+                    pieces.setdefault(key, []).append(data[key])
+        self._to_dataset = {k: np.concatenate(v).astype(np.int64, copy=False) for k, v in pieces.items()}
         self._to_partition = {}
         for key, to_dataset in self._to_dataset.items():
             inverse = np.empty_like(to_dataset)
@@ -73,7 +177,8 @@ class IdMapping:
 
     @classmethod
     def load(cls, partitions_dir: str) -> "IdMapping":
-        return cls(os.path.join(partitions_dir, ID_MAPPING))
+        folder = os.path.join(partitions_dir, MAPPING_DIR)
+        return cls(folder if os.path.isdir(folder) else os.path.join(partitions_dir, ID_MAPPING))
 
     def nodes_to_partition(self, ntype: str, ids: np.ndarray) -> np.ndarray:
         return self._to_partition[f"node:{ntype}"][ids]

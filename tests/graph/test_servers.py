@@ -73,11 +73,12 @@ def _draw_counts(endpoints, partitions, fanout):
     return counts
 
 
-def test_distgraph_draws_the_fanout_per_edge_type(ray_session, tiny_dataset_uri, tiny_dataset, tmp_path):
+@pytest.mark.parametrize("method", ["random", "hash"])
+def test_distgraph_draws_the_fanout_per_edge_type(ray_session, tiny_dataset_uri, tiny_dataset, tmp_path, method):
     """As DGL's heterograph samplers do: a user with history in both domains gets up
-    to ``fanout`` items from each, not ``fanout`` in all."""
+    to ``fanout`` items from each, not ``fanout`` in all. Either partitioner's output."""
     parts = str(tmp_path / "partitions")
-    partition(PartitionConfig(dataset=tiny_dataset_uri, output=parts, num_parts=2, method="random"))
+    partition(PartitionConfig(dataset=tiny_dataset_uri, output=parts, num_parts=2, method=method))
     client = ray_session.remote(num_cpus=1, max_calls=1)(_draw_counts)
     with GraphServerGroup(parts, 2, num_clients=1) as group:
         counts = ray_session.get(client.remote(group.endpoints, parts, 3), timeout=120)
@@ -103,10 +104,10 @@ def _check_sampled(found, dataset):
     assert all(edge_id[f[:3]] == f[3] for f in found)
 
 
-@pytest.mark.parametrize("num_parts", [1, 2])
-def test_distgraph_samples_true_neighbours(ray_session, tiny_dataset_uri, tiny_dataset, tmp_path, num_parts):
+@pytest.mark.parametrize("num_parts,method", [(1, "random"), (2, "random"), (2, "hash")])
+def test_distgraph_samples_true_neighbours(ray_session, tiny_dataset_uri, tiny_dataset, tmp_path, num_parts, method):
     parts = str(tmp_path / "partitions")
-    partition(PartitionConfig(dataset=tiny_dataset_uri, output=parts, num_parts=num_parts, method="random"))
+    partition(PartitionConfig(dataset=tiny_dataset_uri, output=parts, num_parts=num_parts, method=method))
     client = ray_session.remote(num_cpus=1, max_calls=1)(_sample_through_servers)
     with GraphServerGroup(parts, num_parts, num_clients=1) as group:
         assert all(h["running"] for h in group.health())
@@ -123,7 +124,8 @@ def test_distgraph_samples_true_neighbours(ray_session, tiny_dataset_uri, tiny_d
     _assert_gone(pids)
 
 
-def test_servers_read_partitions_from_s3(ray_session, tiny_dataset_uri, tiny_dataset, monkeypatch):
+@pytest.mark.parametrize("method", ["auto", "hash"])
+def test_servers_read_partitions_from_s3(ray_session, tiny_dataset_uri, tiny_dataset, monkeypatch, method):
     """Partitions written to a real S3-protocol server (moto, loopback) and downloaded
     by the graph servers; the credentials reach the actors from the driver's env."""
     import pyarrow.fs as pafs
@@ -139,7 +141,7 @@ def test_servers_read_partitions_from_s3(ray_session, tiny_dataset_uri, tiny_dat
         }.items():
             monkeypatch.setenv(key, value)
         parts = "s3://parts-bucket/run/partitions"
-        partition(PartitionConfig(dataset=tiny_dataset_uri, output=parts, num_parts=1))
+        partition(PartitionConfig(dataset=tiny_dataset_uri, output=parts, num_parts=1, method=method))
         assert pafs.S3FileSystem(**options).get_file_info("parts-bucket/run/partitions/_SUCCESS").type == pafs.FileType.File
         client = ray_session.remote(num_cpus=1, max_calls=1, runtime_env=actor_runtime_env())(_sample_through_servers)
         with GraphServerGroup(parts, 1, num_clients=1) as group:

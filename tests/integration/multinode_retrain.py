@@ -63,12 +63,13 @@ def main() -> None:
         write_logs(logs, f"{work}/day2")
         registry = f"{work}/registry"
 
-        def once(day: str, **extra) -> dict:
+        # day 1 partitioned by METIS in the driver, day 2 by the hash partitioner's Ray tasks
+        def once(day: str, method: str, **extra) -> dict:
             run = RunConfig(inputs=[f"{work}/{day}"], source_domain="books", target_domain="movies",
-                            workdir=f"{work}/runs/{day}", workers=2, num_parts=2, epochs=3)
+                            workdir=f"{work}/runs/{day}", workers=2, num_parts=2, epochs=3, partition_method=method)
             return retrain(RetrainConfig(registry=registry, run=run, tolerance=0.05, **extra), log=lambda _: None)
 
-        first = once("day1")
+        first = once("day1", "metis")
         port = free_port()
         base = app.start(ServeConfig(registry=registry, port=port, registry_poll_s=0.5))
         failures, answers, done = [], [0], threading.Event()
@@ -86,12 +87,14 @@ def main() -> None:
 
         thread = threading.Thread(target=load, daemon=True)
         thread.start()
-        second = once("day2", serve_url=base)
+        second = once("day2", "hash", serve_url=base)
         done.set()
         thread.join(timeout=60)
         with urllib.request.urlopen(f"{base}/version", timeout=10) as r:
             served = json.loads(r.read())["registry_version"]
         from ray.util.state import list_actors
+
+        from graphtrain.graph.partition import read_info
 
         trainer_nodes = [  # dead ones too: both retrains' workers
             a["node_id"] for a in list_actors(filters=[("class_name", "=", "RayTrainWorker")], detail=True, limit=100)
@@ -103,6 +106,7 @@ def main() -> None:
             "first": {k: first[k] for k in ("version", "promoted", "serving")},
             "second": {k: second[k] for k in ("version", "promoted", "serving", "served", "gate")},
             "served_version": served, "answers": answers[0], "failures": failures[:5],
+            "methods": [read_info(f"{work}/runs/{day}/partitions")["method"] for day in ("day1", "day2")],
         }), flush=True)
     finally:
         servers.GraphServerGroup.__enter__ = original_enter

@@ -53,6 +53,7 @@ def test_retrain_across_two_nodes_with_serve_following_the_registry():
     second = result["second"]
     assert second["version"] == 2 and second["promoted"] and second["served"]["served"], second
     assert result["served_version"] == 2
+    assert result["methods"] == ["metis", "hash"]  # v2 warm-starts across partitioners
     assert result["answers"] > 0 and not result["failures"], result
     print(f"two-node retrain: v2 served {second['served']['seconds']} s after promotion, "
           f"{result['answers']} requests during the swap, 0 failed; gate: {second['gate']['reason']}")

@@ -16,7 +16,8 @@ import ray
 import yaml
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-CRDS = REPO.parent / "shared" / "kuberay-crds"
+# the sibling shared/ folder, or GRAPHTRAIN_SHARED where a clone lives elsewhere
+CRDS = pathlib.Path(os.environ.get("GRAPHTRAIN_SHARED", REPO.parent / "shared")) / "kuberay-crds"
 MANIFESTS = sorted((REPO / "cluster" / "kuberay").glob("*.yaml"))
 LAUNCHER = REPO / "cluster" / "launcher.yaml"
 RAY_SCHEMA = pathlib.Path(ray.__file__).parent / "autoscaler" / "ray-schema.json"

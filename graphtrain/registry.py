@@ -130,8 +130,8 @@ class Registry:
             _copy_tree(model_uri, storage.join(staging, "model"))
             if checkpoint_uri is not None:
                 _copy_tree(checkpoint_uri, storage.join(staging, "checkpoint"), CHECKPOINT_FILES)
-            _write_json(storage.join(staging, REPORT), report)
-            _write_json(storage.join(staging, VERSION_INFO), info)
+            storage.write_json(storage.join(staging, REPORT), report)
+            storage.write_json(storage.join(staging, VERSION_INFO), info)
         return Version(number, uri, info)
 
     def promote(self, number: int, reason: str, force: bool = False) -> dict:
@@ -146,28 +146,8 @@ class Registry:
         entry = {"version": number, "promoted_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "reason": reason}
         history = ([{k: old[k] for k in ("version", "promoted_at", "reason") if k in old}] if old else []) + old.get("history", [])
         pointer = {**entry, "previous": old.get("version"), "history": history[:HISTORY_KEPT]}
-        _write_json(storage.join(self.uri, CURRENT), pointer)
+        storage.write_json(storage.join(self.uri, CURRENT), pointer)
         return pointer
-
-
-def _write_json(uri: str, obj: dict) -> None:
-    """One whole object: a temp file renamed over the old one locally, one PUT remotely."""
-    import json
-
-    data = (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode()
-    if storage.is_local(uri):
-        path = storage.local_path(uri)
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        tmp = f"{path}.tmp-{os.getpid()}"
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        return
-    fs, path = storage.filesystem(uri)
-    with fs.open_output_stream(path) as f:
-        f.write(data)
 
 
 def _copy_tree(source_uri: str, target_uri: str, only: tuple[str, ...] | None = None) -> None:

@@ -100,11 +100,23 @@ def read_json(uri: str, storage_options: dict | None = None) -> dict:
         return json.loads(f.read().decode())
 
 
-def write_json(path: str, obj: dict) -> None:
-    """Write JSON to a local path (inside a staging directory)."""
-    with open(path, "w") as f:
-        json.dump(obj, f, indent=2, sort_keys=True)
-        f.write("\n")
+def write_json(uri: str, obj: dict) -> None:
+    """Write JSON to any URI as one whole object: locally a temp file renamed over
+    the old one (readers never see half a file), remotely one PUT."""
+    data = (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode()
+    if is_local(uri):
+        path = local_path(uri)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        tmp = f"{path}.tmp-{os.getpid()}"
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        return
+    fs, path = filesystem(uri)
+    with fs.open_output_stream(path) as f:
+        f.write(data)
 
 
 @contextlib.contextmanager

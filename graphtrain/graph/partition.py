@@ -135,19 +135,11 @@ def _hash_partition(config: PartitionConfig) -> dict:
             **{f"part-{p}": {"node_feats": f"part{p}/node_feat.dgl", "edge_feats": f"part{p}/edge_feat.dgl",
                              "part_graph": f"part{p}/graph.dgl"} for p in range(P)},
         }
-        _write_json(staging, PART_CONFIG, part_config)
-        _write_json(staging, INFO, {"graph_name": graph_name, "num_parts": P, "method": "hash", "dataset": config.dataset,
+        storage.write_json(storage.join(staging, PART_CONFIG), part_config)
+        storage.write_json(storage.join(staging, INFO), {"graph_name": graph_name, "num_parts": P, "method": "hash", "dataset": config.dataset,
                                     "parts": parts})
     return {"num_parts": P, "method": "hash", "num_edges": int(per_part.sum()),
             "halo_edges": int(sum(p["halo_edges"] for p in parts))}
-
-
-def _write_json(staging_uri: str, name: str, obj: dict) -> None:
-    import json
-
-    fs, root = storage.filesystem(staging_uri)
-    with fs.open_output_stream(f"{root}/{name}") as out:
-        out.write(json.dumps(obj, indent=1).encode())
 
 
 def read_info(partitions_uri: str) -> dict:

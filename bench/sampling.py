@@ -98,16 +98,21 @@ def build(graph: str, work: str) -> str:
 
 
 def _batches(dataset, rank: int, world: int, batch_size: int, count: int, source=None, rank_partitions=None):
-    """The first ``count`` batches of this rank's shards, epoch after epoch (full batches
-    only); partition-aware (as in training) when given a DistGraph ``source`` and the
-    partition each rank samples in-process."""
-    from graphtrain.train.loop import TrainEdges, edge_owners
+    """The first ``count`` batches of this rank's share, epoch after epoch (full batches
+    only). With a DistGraph ``source`` and the partition each rank samples in-process,
+    the share is read from the partitions as in training (``dataset``: its URI)."""
+    from graphtrain.train.data import TrainData
+    from graphtrain.train.edges import load_share, plan_shares
 
-    edges = TrainEdges.from_dataset(dataset)
-    owners = edge_owners(edges, source) if source is not None else None
+    if source is None:
+        data, rank_partitions = TrainData.from_dataset(dataset), [None] * world
+    else:
+        data = TrainData.from_partitions(source.partitions_dir, dataset, source.partitions_uri)
+    shares, size = plan_shares(data.edge_counts, rank_partitions)
+    edges = load_share(shares[rank], data.load_edges, data.domains, seed=0)
     epoch = 0
     while True:
-        shard = edges.shard(rank, world, epoch, 0, owners, rank_partitions)
+        shard = edges.epoch(size, epoch, 0, rank)
         for begin in range(0, len(shard.users) - batch_size + 1, batch_size):
             if count == 0:
                 return
@@ -182,7 +187,7 @@ def _dist_client(endpoints, partitions, dataset_uri, rank, rank_partitions, fano
         sampler = EdgeBatchSampler(source, dataset.domains, num_items, fanouts, 1)
         if source.local_partition != rank_partitions[rank]:
             raise RuntimeError(f"client {rank} samples partition {source.local_partition}, not {rank_partitions[rank]}")
-        batches = list(_batches(dataset, rank, len(rank_partitions), batch_size, count, source, rank_partitions))
+        batches = list(_batches(dataset_uri, rank, len(rank_partitions), batch_size, count, source, rank_partitions))
         source.graph.barrier()  # every client starts timing together: the totals are of concurrent work
         started, cpu, machine = time.time(), time.process_time(), _machine_cpu_seconds()
         seeds, edges, seconds = time_sampler(sampler, batches, batches_per_draw)

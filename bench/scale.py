@@ -5,7 +5,7 @@ For each size, generated logs (``bench/ingest.py``'s generator: users ~ rows/20,
 the pipeline's stages one by one, each under ``PeakMemory``:
 
   ingest     IngestConfig (buckets sized from the input)
-  partition  PartitionConfig, ``--parts`` partitions, random
+  partition  PartitionConfig, ``--parts`` partitions, ``--method`` (default auto)
   train      TrainConfig, 2 workers, 1 epoch capped at ``--steps`` steps per epoch,
              validation on ``--validation-users`` users
   export     the best checkpoint -> model artifact
@@ -82,9 +82,11 @@ def run_size(rows: int, args, work: str) -> dict:
     meta = _meta(p["dataset"])
     stages["ingest"]["rows_per_s"] = round(rows / stages["ingest"]["seconds"])
     _stage("partition", lambda: _cli("partition", "--dataset", p["dataset"], "--output", p["partitions"],
-                                     "--num-parts", str(args.parts), "--method", "random"), stages)
+                                     "--num-parts", str(args.parts), "--method", args.method), stages)
     train_edges = sum(n.get("train", 0) for n in meta["edges"].values())
     stages["partition"]["train_edges_per_s"] = round(train_edges / stages["partition"]["seconds"])
+    with open(os.path.join(p["partitions"], "graphtrain_partition.json")) as f:
+        stages["partition"]["method"] = json.load(f)["method"]
     _stage("train", lambda: _cli("train", "--dataset", p["dataset"], "--partitions", p["partitions"], "--output",
                                  p["checkpoints"], *domains, "--workers", "2", "--epochs", "1", "--embedding-dim", "32",
                                  "--max-steps-per-epoch", str(args.steps), "--validation-users", str(args.validation_users)),
@@ -155,6 +157,7 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[1_000_000, 4_000_000, 16_000_000])
     parser.add_argument("--parts", type=int, default=2)
+    parser.add_argument("--method", default="auto", help="partition method (auto: METIS up to 5M train edges, hash above)")
     parser.add_argument("--steps", type=int, default=20, help="training steps per epoch")
     parser.add_argument("--validation-users", type=int, default=5000)
     parser.add_argument("--eval-users", type=int, default=5000)
@@ -181,7 +184,7 @@ def main(argv=None) -> None:
     driver = {stage: ratios[stage].get("driver") for stage in ratios}
     write_result(
         args.name, "driver peak RSS growth (largest / smallest size), ingest",
-        driver["ingest"], 1.0, {"sizes": args.sizes, "parts": args.parts, "steps": args.steps},
+        driver["ingest"], 1.0, {"sizes": args.sizes, "parts": args.parts, "method": args.method, "steps": args.steps},
         {"runs": runs, "peak_ratio_largest_over_smallest": ratios},
     )
     _plot(runs, os.path.join(RESULTS, f"{args.name}.png"))

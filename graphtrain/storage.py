@@ -14,7 +14,7 @@ import os
 import shutil
 import tempfile
 import uuid
-from typing import Iterator
+from typing import Callable, Iterator
 from urllib.parse import urlparse
 
 import pyarrow.fs as pafs
@@ -119,6 +119,19 @@ def write_json(uri: str, obj: dict) -> None:
         f.write(data)
 
 
+def prepare_parent(fs: pafs.FileSystem, path: str) -> None:
+    """Create ``path``'s folder where the filesystem has folders (object stores do not)."""
+    if isinstance(fs, pafs.LocalFileSystem):
+        fs.create_dir(os.path.dirname(path), recursive=True)
+
+
+def write_bytes(fs: pafs.FileSystem, path: str, data: bytes) -> None:
+    """Write one file (one PUT on an object store)."""
+    prepare_parent(fs, path)
+    with fs.open_output_stream(path) as out:
+        out.write(data)
+
+
 @contextlib.contextmanager
 def atomic_artifact(uri: str, storage_options: dict | None = None) -> Iterator[str]:
     """Yield a local staging directory; on success it becomes the artifact at ``uri``.
@@ -210,11 +223,22 @@ def _commit_local(staging: str, final: str) -> None:
         os.rename(staging, final)
 
 
-def materialize(uri: str, cache_dir: str | None = None, storage_options: dict | None = None) -> str:
-    """Local directory holding the artifact at ``uri`` (downloaded if remote)."""
+def materialize(uri: str, cache_dir: str | None = None, storage_options: dict | None = None,
+                skip: Callable[[str], bool] | None = None) -> str:
+    """Local directory holding the artifact at ``uri`` (downloaded if remote). With
+    ``skip``, files whose path relative to the artifact it accepts stay behind."""
     if is_local(uri):
         return local_path(uri)
     fs, path = filesystem(uri, storage_options)
     target = cache_dir or tempfile.mkdtemp(prefix="graphtrain-download-")
-    pafs.copy_files(path, target, source_filesystem=fs, destination_filesystem=pafs.LocalFileSystem())
+    if skip is None:
+        pafs.copy_files(path, target, source_filesystem=fs, destination_filesystem=pafs.LocalFileSystem())
+        return target
+    local = pafs.LocalFileSystem()
+    for info in fs.get_file_info(pafs.FileSelector(path, recursive=True)):
+        relative = info.path[len(path):].lstrip("/")
+        if info.type != pafs.FileType.File or skip(relative):
+            continue
+        os.makedirs(os.path.dirname(os.path.join(target, relative)), exist_ok=True)
+        pafs.copy_files(info.path, os.path.join(target, relative), source_filesystem=fs, destination_filesystem=local)
     return target

@@ -60,3 +60,17 @@ def tiny_dataset(tiny_dataset_uri):
     from graphtrain.data.dataset import Dataset
 
     return Dataset.load(tiny_dataset_uri)
+
+
+@pytest.fixture(scope="session")
+def rated_dataset_uri(ray_session, tmp_path_factory):
+    """The tiny graph with 1-5 ratings as weights, where a weight mix-up shows."""
+    import dataclasses
+
+    from graphtrain.data.ingest import ingest
+
+    raw = tmp_path_factory.mktemp("rated-raw")
+    write_logs(generate(dataclasses.replace(TINY, ratings=True)), str(raw))
+    output = str(tmp_path_factory.mktemp("rated") / "dataset")
+    ingest(IngestConfig(inputs=[str(raw)], output=output, source_domain="books", target_domain="movies", seed=0))
+    return output

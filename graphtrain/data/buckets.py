@@ -74,13 +74,8 @@ class Work:
 # ---------------------------------------------------------------- small file helpers
 
 
-def _prepare(fs: pafs.FileSystem, path: str) -> None:
-    if isinstance(fs, pafs.LocalFileSystem):
-        fs.create_dir(os.path.dirname(path), recursive=True)
-
-
 def write_table(fs: pafs.FileSystem, path: str, table: pa.Table) -> None:
-    _prepare(fs, path)
+    storage.prepare_parent(fs, path)
     pq.write_table(table, path, filesystem=fs)
 
 
@@ -142,7 +137,7 @@ def ingest_file(
 
     def writer(key: int, target: str, schema_: pa.Schema) -> pq.ParquetWriter:
         if key not in writers:
-            _prepare(fs, target)
+            storage.prepare_parent(fs, target)
             writers[key] = pq.ParquetWriter(target, schema_, filesystem=fs)
             targets[key] = target
         return writers[key]

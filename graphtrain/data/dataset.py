@@ -28,6 +28,7 @@ from functools import cached_property
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from graphtrain import storage
 
@@ -48,6 +49,16 @@ def map_files(uri: str, kind: str, storage_options: dict | None = None) -> list[
     shards = fs.get_file_info(pafs.FileSelector(f"{root}/{kind}", allow_not_found=True))
     found = sorted(i.path for i in shards if i.type == pafs.FileType.File and i.path.endswith(".parquet"))
     return found or [f"{root}/{kind}.parquet"]
+
+
+def _user_hash(users: np.ndarray, seed: int) -> np.ndarray:
+    """A seeded 64-bit mix of user indices (splitmix64's finaliser): a sample by the
+    smallest hashes is uniform and needs no global shuffle."""
+    with np.errstate(over="ignore"):
+        x = users.astype(np.uint64) + np.uint64(seed) * np.uint64(0x9E3779B97F4A7C15)
+        x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        return x ^ (x >> np.uint64(31))
 
 
 def _read_map(root: str, kind: str) -> pd.DataFrame:
@@ -80,6 +91,54 @@ class Dataset:
             items=_read_map(root, ITEMS),
             meta=storage.read_json(os.path.join(root, META)),
         )
+
+    @staticmethod
+    def load_id_maps(uri: str, storage_options: dict | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """The (users, items) id maps alone, read from the artifact's filesystem."""
+        fs, _ = storage.filesystem(uri, storage_options)
+        maps = []
+        for kind in (USERS, ITEMS):
+            table = pd.concat([pd.read_parquet(path, filesystem=fs) for path in map_files(uri, kind, storage_options)],
+                              ignore_index=True)
+            maps.append(table.sort_values(SORT[kind], kind="stable").reset_index(drop=True))
+        return maps[0], maps[1]
+
+    @classmethod
+    def load_user_sample(cls, uri: str, domain: str, split: str, max_users: int, seed: int,
+                         storage_options: dict | None = None) -> "Dataset":
+        """Every split's rows in ``domain`` of at most ``max_users`` users who have
+        ``split`` rows there (those with the smallest seeded hash of their index), read
+        one edge file at a time: memory holds one file and the sample, never the
+        table. The id maps are left empty; indices are the dataset's."""
+        import pyarrow.compute as pc
+        import pyarrow.fs as pafs
+        import pyarrow.parquet as pq
+
+        storage.require_artifact(uri, "ingest", storage_options)
+        fs, root = storage.filesystem(uri, storage_options)
+        infos = fs.get_file_info(pafs.FileSelector(f"{root}/{EDGES}", allow_not_found=True))
+        files = sorted(i.path for i in infos if i.type == pafs.FileType.File and i.path.endswith(".parquet"))
+
+        def rows_of(path: str, columns: list[str]):
+            table = pq.read_table(path, columns=columns, filesystem=fs)
+            return table.filter(pc.equal(table["domain"].cast("string"), domain))
+
+        chosen = np.zeros(0, np.int64)
+        for path in files:  # pass 1: the max_users smallest hashes among users with split rows
+            table = rows_of(path, ["user_idx", "domain", "split"])
+            users = table.filter(pc.equal(table["split"].cast("string"), split))["user_idx"].to_numpy()
+            candidates = np.union1d(chosen, users.astype(np.int64))
+            chosen = candidates[np.argsort(_user_hash(candidates, seed), kind="stable")[:max_users]]
+        pieces = []
+        for path in files:  # pass 2: their rows, every split
+            table = rows_of(path, ["user_idx", "item_idx", "domain", "timestamp", "weight", "split"])
+            pieces.append(table.filter(pc.is_in(table["user_idx"], value_set=pa.array(chosen, pa.int64()))).to_pandas())
+        edges = pd.concat(pieces, ignore_index=True) if pieces else pd.DataFrame(
+            columns=["user_idx", "item_idx", "domain", "timestamp", "weight", "split"])
+        edges["domain"] = edges["domain"].astype(str)
+        edges["split"] = edges["split"].astype(str)
+        empty = {kind: pd.DataFrame(columns=SORT[kind]) for kind in (USERS, ITEMS)}
+        return cls(edges=edges, users=empty[USERS], items=empty[ITEMS], meta=storage.read_json(storage.join(uri, META)))
 
     @property
     def domains(self) -> list[str]:

@@ -14,6 +14,7 @@ from graphtrain import storage
 from graphtrain.errors import GraphServerError
 from graphtrain.graph.dgl_compat import import_dgl
 from graphtrain.graph.partition import PART_CONFIG, IdMapping, read_info
+from graphtrain.graph.train_shards import TRAIN_EDGES
 from graphtrain.graph.sampling import DistGraphSource
 from graphtrain.graph.servers import ServerEndpoints
 from graphtrain.graph.typed_csc import typed_in_csc
@@ -77,6 +78,12 @@ def _ray_node_id():
     return ray.get_runtime_context().get_node_id() if ray.is_initialized() else None
 
 
+def client_skips(relative: str) -> bool:
+    """Files of a partition artifact a DistGraph client does not download."""
+    first = relative.split("/", 1)[0]
+    return (first.startswith("part") and first[4:].isdigit()) or first == TRAIN_EDGES
+
+
 @contextlib.contextmanager
 def dist_graph_client(endpoints: ServerEndpoints, partitions_uri: str) -> Iterator[DistGraphSource]:
     """Connect to the graph servers at ``endpoints``.
@@ -95,13 +102,17 @@ def dist_graph_client(endpoints: ServerEndpoints, partitions_uri: str) -> Iterat
         with _signal_handlers_kept():
             dgl.distributed.initialize(path)
     try:
-        partitions_dir = storage.materialize(partitions_uri)
+        # The client reads the partition book, the node maps, per-item counts and edge
+        # weights; each partition's graph stays with its server, and a train worker
+        # reads its own train edges from the artifact itself.
+        partitions_dir = storage.materialize(partitions_uri, skip=client_skips)
         local = endpoints.local_partition(_ray_node_id())
         name = endpoints.shared_memory_name(read_info(partitions_uri)["graph_name"], local)
         # Used when no local partition is in shared memory (a node without a server).
         book = dgl.distributed.load_partition_book(os.path.join(partitions_dir, PART_CONFIG), 0)[0]
         graph = dgl.distributed.DistGraph(name, gpb=book)
-        source = DistGraphSource(graph, IdMapping.load(partitions_dir), has_kvstore=not endpoints.co_located)
+        source = DistGraphSource(graph, IdMapping.load(partitions_dir, edges=False), has_kvstore=not endpoints.co_located,
+                                 partitions_dir=partitions_dir, partitions_uri=partitions_uri)
         if source.local_partition != local:
             raise GraphServerError(
                 f"the DistGraph client on the node of partition {local}'s server mapped partition "

@@ -41,6 +41,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from graphtrain import storage
+from graphtrain.graph import train_shards
 from graphtrain.graph.partition import MAPPING_DIR
 from graphtrain.names import USER, etype_key, forward_etype, item_type, reverse_etype
 
@@ -113,14 +114,15 @@ class Layout:
 # ---------------------------------------------------------------- round 1 and 2: edge files
 
 
-def _train_edges(fs: pafs.FileSystem, path: str, domains: list[str]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Per domain, the file's train (user_idx, item_idx) in file order."""
-    table = pq.read_table(path, columns=["user_idx", "item_idx", "domain", "split"], filesystem=fs)
+def _train_edges(fs: pafs.FileSystem, path: str, domains: list[str]) -> dict[str, tuple[np.ndarray, ...]]:
+    """Per domain, the file's train (user_idx, item_idx, weight) in file order."""
+    table = pq.read_table(path, columns=["user_idx", "item_idx", "domain", "split", "weight"], filesystem=fs)
     table = table.filter(pc.equal(table["split"].cast(pa.string()), "train"))
     domain = table["domain"].cast(pa.string()).to_numpy(zero_copy_only=False)
     users = table["user_idx"].to_numpy().astype(np.int64)
     items = table["item_idx"].to_numpy().astype(np.int64)
-    return {d: (users[domain == d], items[domain == d]) for d in domains}
+    weights = table["weight"].to_numpy().astype(np.float32)
+    return {d: (users[domain == d], items[domain == d], weights[domain == d]) for d in domains}
 
 
 def _owners(layout: Layout, domain: str, users: np.ndarray, items: np.ndarray):
@@ -134,7 +136,7 @@ def count_file(dataset_uri: str, storage_options: dict, path: str, layout: Layou
     fs, _ = storage.filesystem(dataset_uri, storage_options or None)
     owned = np.zeros((layout.num_parts, len(layout.etypes)), dtype=np.int64)
     train = {}
-    for domain, (users, items) in _train_edges(fs, path, domains).items():
+    for domain, (users, items, _) in _train_edges(fs, path, domains).items():
         user_part, _, item_part, _ = _owners(layout, domain, users, items)
         owned[:, layout.etypes.index(forward_etype(domain))] += np.bincount(item_part, minlength=layout.num_parts)
         owned[:, layout.etypes.index(reverse_etype(domain))] += np.bincount(user_part, minlength=layout.num_parts)
@@ -163,14 +165,14 @@ def route_file(dataset_uri: str, work_uri: str, storage_options: dict, path: str
     fs, root = storage.filesystem(work_uri, storage_options or None)
     P = layout.num_parts
     pieces = []
-    for domain, (users, items) in _train_edges(source, path, domains).items():
+    for domain, (users, items, weights) in _train_edges(source, path, domains).items():
         if not len(users):
             continue
         user_part, _, item_part, _ = _owners(layout, domain, users, items)
         fwd, rev = layout.etypes.index(forward_etype(domain)), layout.etypes.index(reverse_etype(domain))
         pieces.append({
             "domain": np.full(len(users), domains.index(domain), np.int16),
-            "user_idx": users, "item_idx": items,
+            "user_idx": users, "item_idx": items, "weight": weights,
             "dataset_eid": dataset_offset[domain] + np.arange(len(users), dtype=np.int64),
             "fwd_eid": typed_offset[item_part, fwd] + _rank_within(item_part, P),
             "rev_eid": typed_offset[user_part, rev] + _rank_within(user_part, P),
@@ -184,7 +186,7 @@ def route_file(dataset_uri: str, work_uri: str, storage_options: dict, path: str
         touches = (columns["user_part"] == part) | (columns["item_part"] == part)
         if touches.any():
             target = f"{root}/{storage.SCRATCH}/{BUCKETS}/p{part:05d}/f{file_no:06d}.parquet"
-            _write_bytes(fs, target, _parquet_bytes(table.filter(pa.array(touches))))
+            storage.write_bytes(fs, target, _parquet_bytes(table.filter(pa.array(touches))))
     return len(columns["user_idx"])
 
 
@@ -208,8 +210,9 @@ def assemble_partition(work_uri: str, storage_options: dict, part: int, layout: 
     domain, users, items = col("domain"), col("user_idx").astype(np.int64), col("item_idx").astype(np.int64)
     user_part, item_part = col("user_part").astype(np.int64), col("item_part").astype(np.int64)
     fwd_eid, rev_eid, dataset_eid = col("fwd_eid"), col("rev_eid"), col("dataset_eid")
+    weight = table["weight"].to_numpy() if table is not None else np.zeros(0, np.float32)
 
-    owned, extra, mapping = [], [], {}
+    owned, extra, mapping, edge_weights, item_counts = [], [], {}, {}, {}
     for d, name in enumerate(domains):
         rows = domain == d
         u, i = users[rows], items[rows]
@@ -227,6 +230,10 @@ def assemble_partition(work_uri: str, storage_options: dict, part: int, layout: 
             owned.append((src[mine][order], dst[mine][order], homo[mine][order], e))
             extra.append((src[~mine], dst[~mine], homo[~mine], e))  # out-edges of own sources
             mapping[f"edge:{etype_key(etype)}"] = dataset_eid[rows][mine][order]
+            edge_weights[etype] = weight[rows][mine][order]
+        own_items = pi == part
+        item_counts[name] = (layout.own_dataset_ids(item_type(name), part),
+                             np.bincount(ri[own_items], minlength=int(layout.count[layout.ntypes.index(item_type(name))][part])))
     for nt in layout.ntypes:
         mapping[f"node:{nt}"] = layout.own_dataset_ids(nt, part)
 
@@ -269,10 +276,14 @@ def assemble_partition(work_uri: str, storage_options: dict, part: int, layout: 
         dgl.data.utils.save_tensors(os.path.join(tmp, "edge_feat.dgl"), {})
         for name in ("graph.dgl", "node_feat.dgl", "edge_feat.dgl"):
             with open(os.path.join(tmp, name), "rb") as f:
-                _write_bytes(fs, f"{root}/part{part}/{name}", f.read())
+                storage.write_bytes(fs, f"{root}/part{part}/{name}", f.read())
+    own_users = user_part == part  # a train worker reads the edges of its partition's users
+    train_edges = {"domain": domain[own_users], "user_idx": users[own_users], "item_idx": items[own_users],
+                   "edge_id": dataset_eid[own_users]}
+    train_shards.write_partition(fs, root, part, train_edges, item_counts, edge_weights)
     buffer = io.BytesIO()
     np.savez(buffer, **mapping)
-    _write_bytes(fs, f"{root}/{MAPPING_DIR}/part-{part:05d}.npz", buffer.getvalue())
+    storage.write_bytes(fs, f"{root}/{MAPPING_DIR}/part-{part:05d}.npz", buffer.getvalue())
     return {"part": part, "own_nodes": last - first, "halo_nodes": len(halo), "own_edges": n_owned,
             "halo_edges": int(len(eid) - n_owned)}
 
@@ -285,9 +296,3 @@ def _parquet_bytes(table: pa.Table) -> bytes:
     pq.write_table(table, sink)
     return sink.getvalue().to_pybytes()
 
-
-def _write_bytes(fs: pafs.FileSystem, path: str, data: bytes) -> None:
-    if isinstance(fs, pafs.LocalFileSystem):
-        fs.create_dir(os.path.dirname(path), recursive=True)
-    with fs.open_output_stream(path) as out:
-        out.write(data)

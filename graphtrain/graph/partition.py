@@ -70,11 +70,64 @@ def partition(config: PartitionConfig) -> dict:
         arrays.update({f"edge:{etype_key(et)}": edge_map[et].numpy() for et in graph.canonical_etypes})
         np.savez(os.path.join(staging, ID_MAPPING), **arrays)
         os.rename(os.path.join(staging, f"{graph_name}.json"), os.path.join(staging, PART_CONFIG))
+        _write_train_shards(staging, dataset, graph, node_map, edge_map, config.num_parts)
         storage.write_json(
             os.path.join(staging, INFO),
             {"graph_name": graph_name, "num_parts": config.num_parts, "method": method, "dataset": config.dataset},
         )
     return {"num_parts": config.num_parts, "method": method, "num_edges": int(graph.num_edges())}
+
+
+def _typed_counts(ranges: list) -> np.ndarray:
+    """Per partition, how many ids of one type: the lengths of its homogeneous ranges."""
+    return np.array([end - start for start, end in ranges], dtype=np.int64)
+
+
+def _write_train_shards(staging: str, dataset: Dataset, graph, node_map: dict, edge_map: dict, num_parts: int) -> None:
+    """The per-partition files train workers read (:mod:`graphtrain.graph.train_shards`),
+    from the graph ``partition_graph`` reshuffled: typed ids are partition-major, so a
+    node's partition follows from its new id and the config's per-partition ranges."""
+    import pyarrow.fs as pafs
+
+    from graphtrain.graph import train_shards
+    from graphtrain.names import etype_domain, item_type
+
+    ranges = storage.read_json(os.path.join(staging, PART_CONFIG))
+    domains = sorted(dataset.domains)
+
+    def partition_of(ntype: str) -> np.ndarray:
+        """Partition of every node of ``ntype``, by dataset index."""
+        counts = _typed_counts(ranges["node_map"][ntype])
+        by_new_id = np.repeat(np.arange(num_parts), counts)
+        out = np.empty(len(by_new_id), np.int64)
+        out[node_map[ntype].numpy()] = by_new_id
+        return out
+
+    user_part = partition_of(USER)
+    item_part = {d: partition_of(item_type(d)) for d in domains}
+    columns: dict[str, list] = {name: [] for name in train_shards.COLUMNS}
+    for d_idx, domain in enumerate(domains):
+        users, items = dataset.split_edges("train", domain)
+        for name, values in zip(train_shards.COLUMNS, (np.full(len(users), d_idx), users, items, np.arange(len(users)))):
+            columns[name].append(values)
+    edges = {name: np.concatenate(v) if v else np.zeros(0, np.int64) for name, v in columns.items()}
+    owner = user_part[edges["user_idx"]]
+    popularity = {d: np.bincount(dataset.split_edges("train", d)[1], minlength=dataset.num_items(d)) for d in domains}
+    weights = {d: dataset.train_edge_weights(d) for d in domains}
+    fs = pafs.LocalFileSystem()
+    for part in range(num_parts):
+        mine = owner == part
+        counts = {}
+        for d in domains:
+            ids = np.flatnonzero(item_part[d] == part)
+            counts[d] = (ids, popularity[d][ids])
+        edge_weights = {}
+        for etype in graph.canonical_etypes:
+            lengths = _typed_counts(ranges["edge_map"][etype_key(etype)])
+            start = int(lengths[:part].sum())
+            original = edge_map[etype].numpy()[start:start + int(lengths[part])]
+            edge_weights[etype] = weights[etype_domain(etype)][original]
+        train_shards.write_partition(fs, staging, part, {k: v[mine] for k, v in edges.items()}, counts, edge_weights)
 
 
 def _hash_partition(config: PartitionConfig) -> dict:
@@ -151,15 +204,17 @@ def read_info(partitions_uri: str) -> dict:
 class IdMapping:
     """Translate node/edge ids between the dataset and the partitioned graph."""
 
-    def __init__(self, path: str):
+    def __init__(self, path: str, edges: bool = True):
         """``path``: ``id_mapping.npz``, or the ``id_mapping/`` folder of per-partition
-        slices (partition-major, as typed ids are), concatenated here."""
+        slices (partition-major, as typed ids are), concatenated here. Without
+        ``edges`` only the node maps are read (a train worker needs no edge map)."""
         slices = sorted(glob.glob(os.path.join(path, "part-*.npz"))) if os.path.isdir(path) else [path]
         pieces: dict[str, list] = {}
         for one in slices:
             with np.load(one, allow_pickle=False) as data:
                 for key in data.files:
-                    pieces.setdefault(key, []).append(data[key])
+                    if edges or key.startswith("node:"):
+                        pieces.setdefault(key, []).append(data[key])
         self._to_dataset = {k: np.concatenate(v).astype(np.int64, copy=False) for k, v in pieces.items()}
         self._to_partition = {}
         for key, to_dataset in self._to_dataset.items():
@@ -168,9 +223,9 @@ class IdMapping:
             self._to_partition[key] = inverse
 
     @classmethod
-    def load(cls, partitions_dir: str) -> "IdMapping":
+    def load(cls, partitions_dir: str, edges: bool = True) -> "IdMapping":
         folder = os.path.join(partitions_dir, MAPPING_DIR)
-        return cls(folder if os.path.isdir(folder) else os.path.join(partitions_dir, ID_MAPPING))
+        return cls(folder if os.path.isdir(folder) else os.path.join(partitions_dir, ID_MAPPING), edges)
 
     def nodes_to_partition(self, ntype: str, ids: np.ndarray) -> np.ndarray:
         return self._to_partition[f"node:{ntype}"][ids]

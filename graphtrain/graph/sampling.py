@@ -11,7 +11,7 @@ without Ray). :class:`EdgeBatchSampler` turns a batch of positive edges into a
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional, Protocol
+from typing import Callable, Optional, Protocol
 
 import numpy as np
 import torch
@@ -21,7 +21,7 @@ from graphtrain.graph.batch import DomainPairs, Etype, LayerEdges, MiniBatch
 from graphtrain.graph.dgl_compat import import_dgl
 from graphtrain.graph.dist_neighbors import SampledEdges, sample_in_neighbors
 from graphtrain.graph.kernel import id_dtype_for, sample_in_edges
-from graphtrain.names import USER, canonical_etypes, etype_domain, forward_etype, item_type, reverse_etype
+from graphtrain.names import USER, etype_domain, forward_etype, item_type, reverse_etype
 
 
 class GraphSource(Protocol):
@@ -104,10 +104,13 @@ class DistGraphSource:
     tensor's shared memory by tensor alone, so co-located servers would collide.
     """
 
-    def __init__(self, dist_graph, id_mapping, has_kvstore: bool = True):
+    def __init__(self, dist_graph, id_mapping, has_kvstore: bool = True, partitions_dir: Optional[str] = None,
+                 partitions_uri: Optional[str] = None):
         self.graph = dist_graph
         self.mapping = id_mapping
         self.has_kvstore = has_kvstore
+        self.partitions_dir = partitions_dir  # the local copy of the artifact's small files
+        self.partitions_uri = partitions_uri or partitions_dir  # the artifact itself
         self._dgl = import_dgl()
 
     @property
@@ -204,6 +207,10 @@ def _each_once(table: np.ndarray, ids: np.ndarray) -> np.ndarray:
     return ids[table[ids] == at]
 
 
+# alpha weights of sampled edges: (edge type, graph edge ids) -> float32 per edge
+EdgeWeights = Callable[[Etype, np.ndarray], np.ndarray]
+
+
 @dataclass(frozen=True)
 class EdgeBatch:
     """Positive train edges of one batch, in dataset ids."""
@@ -234,10 +241,15 @@ class EdgeBatchSampler:
         fanouts,
         num_negatives: int,
         negative_weights: Optional[dict[str, np.ndarray]] = None,
-        edge_weights: Optional[dict[str, np.ndarray]] = None,
+        edge_weights: "Optional[dict[str, np.ndarray] | EdgeWeights]" = None,
     ):
         self.source = source
-        # alpha weight per domain and dataset edge id (models.alpha.edge_alpha); None: plain mean.
+        # alpha weights of sampled edges, by graph edge id; None: plain mean. A dict
+        # (domain -> alpha by dataset edge id, models.alpha.edge_alpha) is looked up
+        # through the source's edge mapping.
+        if isinstance(edge_weights, dict):
+            arrays = edge_weights
+            edge_weights = lambda etype, ids: arrays[etype_domain(etype)][source.edges_to_dataset(etype, ids)]  # noqa: E731
         self.edge_weights = edge_weights
         self.domains = list(domains)
         self.num_items = dict(num_items)
@@ -253,9 +265,12 @@ class EdgeBatchSampler:
             self._negative_cdf[domain] = cdf / cdf[-1]
         self.node_types = [USER] + [item_type(d) for d in self.domains]
         self.layer_ids = LayerIds({nt: source.num_nodes(nt) for nt in self.node_types})
-        # While a layer's draw is split: bit i marks batch i's own edges (by graph edge id)
-        self._excluded = {et: np.zeros(source.num_edges(et), dtype=_MARK) for et in canonical_etypes(self.domains)}
-        # and, when several batches share the draw, the nodes whose in-edges batch i wants.
+        # A batch's own edges are excluded by (user, item) pair, so no per-edge table
+        # or edge-id mapping is needed (train pairs are unique per domain after ingest's
+        # dedupe): key = user * num_items + item, in graph ids.
+        self._items_of = {d: source.num_nodes(item_type(d)) for d in self.domains}
+        # While a layer's draw is split, bit i marks the nodes whose in-edges batch i
+        # wants, when several batches share the draw.
         self._wanted = {nt: np.zeros(source.num_nodes(nt), dtype=_MARK) for nt in self.node_types}
 
     def draw_negatives(self, domain: str, shape: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
@@ -294,9 +309,11 @@ class EdgeBatchSampler:
             neg = self.draw_negatives(domain, (int(rows.sum()), self.num_negatives), rng)
             negatives[domain] = neg
             seeds[item_type(domain)] = np.unique(np.concatenate([batch.items[rows], neg.ravel()]))
-            eids = batch.edge_ids[rows]
+            users = self.source.nodes_to_graph(USER, batch.users[rows])
+            items = self.source.nodes_to_graph(item_type(domain), batch.items[rows])
+            keys = users.astype(np.int64) * self._items_of[domain] + items
             for etype in (forward_etype(domain), reverse_etype(domain)):
-                exclude[etype] = self.source.edges_to_graph(etype, eids)
+                exclude[etype] = keys
         return seeds, negatives, exclude
 
     def _pairs(self, batch: EdgeBatch, seeds, negatives) -> dict[str, DomainPairs]:
@@ -344,22 +361,25 @@ class EdgeBatchSampler:
             union[nt] = self.layer_ids.distinct(nt, np.concatenate([f[nt] for f in frontiers if nt in f]))
         return union
 
+    def _pair_keys(self, etype: Etype, src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+        """(user, item) keys of sampled edges of ``etype``, in graph ids."""
+        users, items = (src, dst) if etype[0] == USER else (dst, src)
+        return users.astype(np.int64) * self._items_of[etype_domain(etype)] + items
+
     def _split(self, sampled: SampledEdges, frontiers: list[dict[str, np.ndarray]], excludes: list[dict[Etype, np.ndarray]]):
         """Each batch's (edges, alpha weights) of a layer's draw: the edges into its
         frontier, less its own edges. Bit i of a node's mark says batch i wants its
-        in-edges, bit i of an edge's that batch i excludes it, so one pass over the
+        in-edges, bit i of a pair's that batch i excludes it, so one pass over the
         draw reads both for every batch."""
         alone = len(frontiers) == 1  # the draw is all the batch's
-        for i, (frontier, exclude) in enumerate(zip(frontiers, excludes)):
-            for etype, ids in exclude.items():
-                self._excluded[etype][ids] |= _MARK(1 << i)
-            if not alone:
+        if not alone:
+            for i, frontier in enumerate(frontiers):
                 for nt, ids in frontier.items():
                     self._wanted[nt][ids] |= _MARK(1 << i)
         try:
             split = [({}, {}) for _ in frontiers]
             for etype, (src, dst, graph_eids) in sampled.items():
-                excluded = self._excluded[etype][graph_eids]
+                excluded = self._excluded_bits(etype, src, dst, excludes)
                 marks = None if alone else self._wanted[etype[2]][dst] & ~excluded
                 for i, (edges, weights) in enumerate(split):
                     keep = excluded == 0 if alone else (marks & _MARK(1 << i)) != 0
@@ -368,13 +388,27 @@ class EdgeBatchSampler:
                         continue
                     edges[etype] = (kept_src, dst[keep])
                     if self.edge_weights is not None:
-                        dataset_eids = self.source.edges_to_dataset(etype, graph_eids[keep])
-                        weights[etype] = torch.from_numpy(self.edge_weights[etype_domain(etype)][dataset_eids])
+                        weights[etype] = torch.from_numpy(np.ascontiguousarray(self.edge_weights(etype, graph_eids[keep]), np.float32))
             return split
         finally:
-            for frontier, exclude in zip(frontiers, excludes):
-                for etype, ids in exclude.items():
-                    self._excluded[etype][ids] = 0
-                if not alone:
+            if not alone:
+                for frontier in frontiers:
                     for nt, ids in frontier.items():
                         self._wanted[nt][ids] = 0
+
+    def _excluded_bits(self, etype: Etype, src: np.ndarray, dst: np.ndarray, excludes: list[dict[Etype, np.ndarray]]) -> np.ndarray:
+        """Per sampled edge, bit i set when batch i excludes its (user, item) pair."""
+        keys = [ex.get(etype) for ex in excludes]
+        bits = np.zeros(len(src), dtype=_MARK)
+        if not any(k is not None and len(k) for k in keys):
+            return bits
+        every = np.concatenate([k for k in keys if k is not None])
+        owner_bits = np.concatenate([np.full(len(k), 1 << i, dtype=_MARK) for i, k in enumerate(keys) if k is not None])
+        distinct, inverse = np.unique(every, return_inverse=True)
+        distinct_bits = np.zeros(len(distinct), dtype=_MARK)
+        np.bitwise_or.at(distinct_bits, inverse, owner_bits)
+        sampled = self._pair_keys(etype, src, dst)
+        at = np.minimum(np.searchsorted(distinct, sampled), len(distinct) - 1)
+        hit = distinct[at] == sampled
+        bits[hit] = distinct_bits[at[hit]]
+        return bits

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from graphtrain.names import USER
+from graphtrain.models.alpha import alpha_of
 
 USER_INPUT = "fold.user_input"
 PARAM = "param."
@@ -52,16 +53,6 @@ def fold_in_arrays(model, layer_inputs: list[dict]) -> dict[str, np.ndarray]:
         if key.startswith("transfer.") or (key.startswith("weights.") and f".{USER}." in key):
             arrays[PARAM + key] = value.detach().cpu().numpy().astype(np.float32)
     return arrays
-
-
-def alpha_of(weights: np.ndarray, mode: str) -> np.ndarray:
-    """alpha_ij of interactions with these raw weights (``graphtrain.models.alpha``)."""
-    weights = np.asarray(weights, dtype=np.float32)
-    if mode == "none":
-        return np.ones_like(weights)
-    if mode == "log1p":
-        return np.log1p(weights).astype(np.float32)
-    return weights
 
 
 @dataclass(frozen=True)

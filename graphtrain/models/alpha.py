@@ -15,14 +15,21 @@ from graphtrain.config import EDGE_WEIGHTS
 from graphtrain.data.dataset import Dataset
 
 
+def alpha_of(weights: np.ndarray, mode: str) -> np.ndarray:
+    """alpha_ij of interactions with these raw weights."""
+    weights = np.asarray(weights, dtype=np.float32)
+    if mode == "none":
+        return np.ones_like(weights)
+    if mode == "log1p":
+        return np.log1p(weights).astype(np.float32)
+    if mode == "weight":
+        return weights
+    raise ValueError(f"edge_weights={mode!r}: use one of {EDGE_WEIGHTS}")
+
+
 def edge_alpha(dataset: Dataset, mode: str) -> dict[str, np.ndarray] | None:
     """Per domain, the alpha weight of every train edge in train-edge order (which is
     the graph's edge id, :meth:`Dataset.train_edge_index`); None for "none"."""
     if mode == "none":
         return None
-    weights = {d: dataset.train_edge_weights(d) for d in dataset.domains}
-    if mode == "log1p":
-        return {d: np.log1p(w).astype(np.float32) for d, w in weights.items()}
-    if mode == "weight":
-        return weights
-    raise ValueError(f"edge_weights={mode!r}: use one of {EDGE_WEIGHTS}")
+    return {d: alpha_of(dataset.train_edge_weights(d), mode) for d in dataset.domains}

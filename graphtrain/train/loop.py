@@ -10,7 +10,6 @@ DDP workers take the same number of steps.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from typing import Callable, Optional
 
 import numpy as np
@@ -20,12 +19,12 @@ import torch.distributed as dist
 from graphtrain.config import TrainConfig
 from graphtrain.data.dataset import Dataset
 from graphtrain.graph.batch import MiniBatch
-from graphtrain.graph.sampling import EdgeBatch, EdgeBatchSampler, GraphSource
-from graphtrain.models.alpha import edge_alpha
+from graphtrain.graph.sampling import EdgeBatchSampler, GraphSource
 from graphtrain.models.gnn import MigrationGNN
 from graphtrain.models.losses import alignment_loss, bpr_loss, l2_penalty
-from graphtrain.models.popularity import item_popularity
-from graphtrain.names import forward_etype, item_type
+from graphtrain.names import item_type
+from graphtrain.train.data import TrainData
+from graphtrain.train.edges import TrainEdges, load_share, plan_shares
 from graphtrain.train.embeddings import DISTRIBUTED, REPLICATED, KVStoreEmbeddings, placement, set_learning_rate
 from graphtrain.train.validation import Validation, learning_rate_at, should_stop
 
@@ -33,102 +32,20 @@ from graphtrain.train.validation import Validation, learning_rate_at, should_sto
 Reporter = Callable[[int, dict, MigrationGNN, torch.optim.Optimizer, list], None]
 
 
-@dataclass(frozen=True)
-class TrainEdges:
-    """All training edges, with the domain as an index into ``domains``."""
-
-    domains: list[str]
-    domain: np.ndarray
-    users: np.ndarray
-    items: np.ndarray
-    edge_ids: np.ndarray
-
-    @classmethod
-    def from_dataset(cls, dataset: Dataset) -> "TrainEdges":
-        parts = []
-        for d_idx, domain in enumerate(dataset.domains):
-            users, items = dataset.split_edges("train", domain)
-            parts.append((np.full(len(users), d_idx), users, items, np.arange(len(users))))
-        return cls(dataset.domains, *(np.concatenate(column) for column in zip(*parts)))
-
-    def shard(
-        self, rank: int, world_size: int, epoch: int, seed: int,
-        owners: Optional[np.ndarray] = None, rank_partitions: Optional[list] = None,
-    ) -> EdgeBatch:
-        """This worker's shuffled, equal-sized share of the edges for one epoch.
-
-        Every edge is in exactly one shard; shards are padded to the same length by
-        repeating a few of their own edges (fewer than ``world_size`` in all). With
-        ``owners`` (the partition holding each edge) and ``rank_partitions`` (the
-        partition each rank samples in-process, or None), a rank takes its own
-        partition's edges first, shared round-robin with the ranks of that partition,
-        so most of its neighbour requests stay in its process; edges of partitions
-        without a rank, and a full rank's surplus, fill the others up to equal size.
-        With one partition this is the plain round-robin split.
-        """
-        order = np.random.default_rng([seed, epoch]).permutation(len(self.users))
-        size = -(-len(order) // world_size)
-        if owners is None:
-            mine = order[rank::world_size]
-        else:
-            mine, borrowed = _partition_aware_share(order, owners[order], list(rank_partitions), rank, size)
-            if borrowed:  # spread the borrowed edges over the epoch rather than at its end
-                mine = np.random.default_rng([seed, epoch, rank]).permutation(mine)
-        if len(mine) < size:
-            mine = np.concatenate([mine, mine[: size - len(mine)]])
-        return EdgeBatch(self.domain[mine], self.users[mine], self.items[mine], self.edge_ids[mine])
+def rank_partitions_of(source: GraphSource, world_size: int) -> list[Optional[int]]:
+    """The partition every rank samples in-process (gathered from all ranks)."""
+    if not _distributed(world_size):
+        return [source.local_partition]
+    gathered: list[Optional[int]] = [None] * world_size
+    dist.all_gather_object(gathered, source.local_partition)
+    return gathered
 
 
-def _partition_aware_share(
-    order: np.ndarray, owner_of: np.ndarray, rank_partitions: list, rank: int, size: int
-) -> tuple[np.ndarray, int]:
-    """Rank ``rank``'s edges (at most ``size``) and how many came from the pool.
-
-    ``owner_of[k]`` is the partition of edge ``order[k]``. Deterministic: every rank
-    computes the same split and keeps its own part."""
-    shares: list[np.ndarray] = [order[:0]] * len(rank_partitions)
-    pool = []
-    for partition in np.unique(owner_of):
-        edges = order[owner_of == partition]
-        ranks = [r for r, p in enumerate(rank_partitions) if p == partition]
-        if not ranks:
-            pool.append(edges)
-            continue
-        for k, r in enumerate(ranks):
-            shares[r] = edges[k:: len(ranks)]
-    for r, share in enumerate(shares):
-        if len(share) > size:
-            pool.append(share[size:])
-            shares[r] = share[:size]
-    borrowed = np.concatenate(pool) if pool else order[:0]
-    taken = [0] * len(shares)
-    for r, share in enumerate(shares):  # fill short ranks in rank order from the pool
-        taken[r] = min(size - len(share), len(borrowed))
-        shares[r], borrowed = np.concatenate([share, borrowed[: taken[r]]]), borrowed[taken[r]:]
-    return shares[rank], taken[rank]
-
-
-def edge_owners(edges: TrainEdges, source: GraphSource) -> np.ndarray:
-    """The partition holding each train edge (its user -> item edge's)."""
-    owners = np.empty(len(edges.users), dtype=np.int64)
-    for d_idx, domain in enumerate(edges.domains):
-        rows = edges.domain == d_idx
-        etype = forward_etype(domain)
-        owners[rows] = source.edge_partitions(etype, source.edges_to_graph(etype, edges.edge_ids[rows]))
-    return owners
-
-
-def shard_locality(edges: TrainEdges, source: GraphSource, world_size: int):
-    """(owners, rank_partitions) for ``TrainEdges.shard``: the partition holding each
-    edge and the partition every rank samples in-process (gathered from all ranks);
-    (None, None) when no rank samples a partition of its own (an in-process graph)."""
-    rank_partitions = [source.local_partition]
-    if _distributed(world_size):
-        rank_partitions = [None] * world_size
-        dist.all_gather_object(rank_partitions, source.local_partition)
-    if all(p is None for p in rank_partitions):
-        return None, None
-    return edge_owners(edges, source), rank_partitions
+def my_edges(data: TrainData, source: GraphSource, rank: int, world_size: int, seed: int) -> tuple[TrainEdges, int]:
+    """This rank's share of the train edges (read from its own partition first) and
+    the share size every rank pads to."""
+    shares, size = plan_shares(data.edge_counts, rank_partitions_of(source, world_size))
+    return load_share(shares[rank], data.load_edges, data.domains, seed), size
 
 
 def pick_device(gpu: bool) -> torch.device:
@@ -176,7 +93,7 @@ class BatchLoss(torch.nn.Module):
 
 def train_worker(
     config: TrainConfig,
-    dataset: Dataset,
+    data: "TrainData | Dataset",
     source: GraphSource,
     *,
     rank: int = 0,
@@ -189,15 +106,18 @@ def train_worker(
 
     ``resume(model, optimizer)`` restores state and returns (last finished epoch,
     history); ``report`` is called after each epoch (checkpointing lives there).
-    ``max_steps`` caps steps per epoch (benchmarks).
+    ``max_steps`` caps steps per epoch (benchmarks). ``data`` is what the worker reads
+    (:class:`TrainData`); a loaded ``Dataset`` stands for its in-process graph.
     """
+    if isinstance(data, Dataset):
+        data = TrainData.from_dataset(data)
     torch.manual_seed(config.seed)
     device = pick_device(config.gpu)
     node_embeddings = None
-    if placement(config, dataset.num_nodes, source.has_kvstore) == DISTRIBUTED:
-        node_embeddings = KVStoreEmbeddings(source, dataset.num_nodes, config.model.embedding_dim)
-    model = MigrationGNN(config.model, dataset.num_nodes, config.source_domain, config.target_domain, node_embeddings)
-    popularity = {d: item_popularity(dataset, d) for d in dataset.domains}
+    if placement(config, data.num_nodes, source.has_kvstore) == DISTRIBUTED:
+        node_embeddings = KVStoreEmbeddings(source, data.num_nodes, config.model.embedding_dim)
+    model = MigrationGNN(config.model, data.num_nodes, config.source_domain, config.target_domain, node_embeddings)
+    popularity = data.popularity
     model.init_item_bias({item_type(d): torch.from_numpy(counts) for d, counts in popularity.items()})
     optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
     sparse_optimizer = node_embeddings.optimizer(config.learning_rate) if node_embeddings is not None else None
@@ -217,15 +137,17 @@ def train_worker(
         step_loss = torch.nn.parallel.DistributedDataParallel(
             step_loss, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=True
         )
-    edges = TrainEdges.from_dataset(dataset)
-    owners, rank_partitions = shard_locality(edges, source, world_size)
+    edges, share_size = my_edges(data, source, rank, world_size, config.seed)
     sampler = EdgeBatchSampler(
-        source, dataset.domains, {d: dataset.num_items(d) for d in dataset.domains}, config.fanouts,
+        source, data.domains, data.num_items, config.fanouts,
         config.num_negatives, negative_weights=popularity if config.negatives == "popularity" else None,
-        edge_weights=edge_alpha(dataset, config.model.edge_weights),
+        edge_weights=data.edge_alpha(config.model.edge_weights),
     )
     # Rank 0 validates and decides; the others follow its decision.
-    validation = Validation.of(dataset, config.target_domain, config.seed, config.validation_users) if rank == 0 else None
+    validation = None
+    if rank == 0:
+        sample = data.validation_sample(config.target_domain, config.validation_users, config.seed)
+        validation = Validation.of(sample, config.target_domain, config.seed, sampler, source, device, config.validation_users)
     for epoch in range(first_epoch, config.epochs):
         if should_stop(history, config.patience):
             break
@@ -234,7 +156,7 @@ def train_worker(
             group["lr"] = learning_rate
         if sparse_optimizer is not None:
             set_learning_rate(sparse_optimizer, learning_rate)
-        shard = edges.shard(rank, world_size, epoch, config.seed, owners, rank_partitions)
+        shard = edges.epoch(share_size, epoch, config.seed, rank)
         rng = seed_epoch(source, config.seed, epoch, rank)
         started, sample_s, seeds, total_loss, steps = time.perf_counter(), 0.0, 0, 0.0, 0
         step_loss.train()

@@ -8,6 +8,7 @@ output resumes from the last checkpoint (Ray Train restores the run by name).
 
 from __future__ import annotations
 
+import functools
 import json
 import tempfile
 import time
@@ -31,6 +32,7 @@ def ray_train_loop(loop_config: dict) -> None:
 
     from graphtrain.data.dataset import Dataset
     from graphtrain.graph.client import dist_graph_client
+    from graphtrain.train.data import TrainData
     from graphtrain.train.loop import train_worker
 
     config: TrainConfig = loop_config["config"]
@@ -38,7 +40,10 @@ def ray_train_loop(loop_config: dict) -> None:
     rank, world_size = context.get_world_rank(), context.get_world_size()
 
     with dist_graph_client(loop_config["endpoints"], config.partitions) as source:
-        dataset = Dataset.load(config.dataset)
+        # A worker reads its own partition's train edges; the id maps (O(users)) only
+        # where a checkpoint is written, compared or warm-started.
+        data = TrainData.from_partitions(source.partitions_dir, config.dataset, source.partitions_uri)
+        id_maps = functools.cache(lambda: Dataset.load_id_maps(config.dataset))
 
         def report(epoch, metrics, model, optimizer, history):
             sparse = model.node_embeddings  # KVStore tables: every worker saves its optimiser share
@@ -48,7 +53,7 @@ def ray_train_loop(loop_config: dict) -> None:
             with tempfile.TemporaryDirectory() as tmp:
                 if rank == 0:
                     extra = {"workers": world_size, "device": metrics["device"]}
-                    checkpoint.save(tmp, model, optimizer, epoch, history, extra, id_maps=(dataset.users, dataset.items))
+                    checkpoint.save(tmp, model, optimizer, epoch, history, extra, id_maps=id_maps())
                 if sparse is not None:
                     sparse.save_optimizer(tmp)
                 ray.train.report(metrics, checkpoint=Checkpoint.from_directory(tmp), checkpoint_dir_name=checkpoint.dir_name(epoch))
@@ -57,16 +62,17 @@ def ray_train_loop(loop_config: dict) -> None:
             restored = ray.train.get_checkpoint()
             if restored is None:
                 if config.warm_start:  # a new run starts from an earlier model's weights
-                    model.load_full_state_dict(checkpoint.warm_start_state(config.warm_start, model, dataset.users, dataset.items))
+                    model.load_full_state_dict(checkpoint.warm_start_state(config.warm_start, model, *id_maps()))
                 return -1, []
             with restored.as_directory() as directory:
-                checkpoint.check_id_maps(directory, dataset.users, dataset.items, config.dataset)
+                if rank == 0:
+                    checkpoint.check_id_maps(directory, *id_maps(), config.dataset)
                 progress = checkpoint.load_progress(directory, model, optimizer)
                 if model.node_embeddings is not None:
                     model.node_embeddings.load_optimizer(directory)
                 return progress
 
-        train_worker(config, dataset, source, rank=rank, world_size=world_size, report=report, resume=resume)
+        train_worker(config, data, source, rank=rank, world_size=world_size, report=report, resume=resume)
 
 
 # How long a cluster's autoscaler gets to add the nodes a run asks for.

@@ -1,5 +1,6 @@
 """The hash partitioner (Ray tasks) writes what DGL's partition loader accepts."""
 
+import json
 import os
 
 import numpy as np
@@ -66,3 +67,44 @@ def test_hash_partitions_load_in_dgl_and_hold_every_train_edge_once(tiny_dataset
 
 def test_auto_takes_metis_for_small_graphs(tiny_dataset_uri, tmp_path):
     assert choose_method(PartitionConfig(dataset=tiny_dataset_uri, output=str(tmp_path / "p"))) == "metis"
+
+
+@pytest.mark.parametrize("method", ["metis", "hash"])
+def test_partitions_hold_what_train_workers_read(rated_dataset_uri, tmp_path, method):
+    """Per partition: the train edges of its users, its items' counts, its edges' weights
+    in graph edge order; together, every train edge once and the dataset's counts."""
+    from graphtrain.data.dataset import Dataset
+    from graphtrain.graph import train_shards
+    from graphtrain.names import USER, canonical_etypes, etype_domain
+
+    tiny_dataset = Dataset.load(rated_dataset_uri)
+    out = str(tmp_path / "parts")
+    partition(PartitionConfig(dataset=rated_dataset_uri, output=out, num_parts=3, method=method))
+    with open(os.path.join(out, PART_CONFIG)) as f:
+        config = json.load(f)
+    mapping = IdMapping.load(out)
+    domains = sorted(tiny_dataset.domains)
+    counts = train_shards.train_edge_counts(out)
+    assert len(counts) == 3 and sum(counts) == sum(len(tiny_dataset.split_edges("train", d)[0]) for d in domains)
+    user_ranges = np.cumsum([0] + [end - start for start, end in config["node_map"][USER]])
+    got = []
+    for part in range(3):
+        edges = train_shards.read_train_edges(out, part)
+        typed_users = mapping.nodes_to_partition(USER, edges["user_idx"])
+        assert ((typed_users >= user_ranges[part]) & (typed_users < user_ranges[part + 1])).all()  # its own users
+        got += list(zip(edges["domain"].tolist(), edges["user_idx"].tolist(), edges["item_idx"].tolist(), edges["edge_id"].tolist()))
+    expected = []
+    for d_idx, d in enumerate(domains):
+        users, items = tiny_dataset.split_edges("train", d)
+        expected += list(zip([d_idx] * len(users), users.tolist(), items.tolist(), range(len(users))))
+    assert sorted(got) == sorted(expected)
+    popularity = train_shards.item_popularity(out, domains, {d: tiny_dataset.num_items(d) for d in domains})
+    for d in domains:
+        np.testing.assert_array_equal(popularity[d], np.bincount(tiny_dataset.split_edges("train", d)[1],
+                                                                 minlength=tiny_dataset.num_items(d)))
+    weights = train_shards.PartitionedEdgeWeights(out, canonical_etypes(domains))
+    for etype in canonical_etypes(domains):
+        graph_eids = np.arange(sum(end - start for start, end in config["edge_map"][etype_key(etype)]))
+        expected_w = tiny_dataset.train_edge_weights(etype_domain(etype))[mapping.edges_to_dataset(etype, graph_eids)]
+        np.testing.assert_array_equal(weights(etype, graph_eids), expected_w)
+        assert len(np.unique(expected_w)) > 1

@@ -6,7 +6,7 @@ from graphtrain.config import MAX_BATCHES_PER_DRAW
 from graphtrain.graph.build import train_graph
 from graphtrain.graph.sampling import EdgeBatchSampler, LocalGraphSource
 from graphtrain.names import USER, forward_etype, item_type, reverse_etype
-from graphtrain.train.loop import TrainEdges
+from graphtrain.train.edges import TrainEdges, load_share, plan_shares
 
 
 def _sampler(dataset, fanouts=(5, 5), negatives=2):
@@ -157,28 +157,44 @@ def _edge_keys(shard):
     return list(zip(shard.domain.tolist(), shard.edge_ids.tolist()))
 
 
-def test_partition_aware_shards_keep_ranks_on_their_partition_and_every_edge_once(tiny_dataset):
+def _positions(edges):
+    """(domain, edge id) -> row in ``edges``."""
+    return {k: row for row, k in enumerate(_edge_keys(edges))}
+
+
+def test_partition_aware_shares_keep_ranks_on_their_partition_and_every_edge_once(tiny_dataset):
     edges = TrainEdges.from_dataset(tiny_dataset)
     n = len(edges.users)
     owners = (np.arange(n) % 10 < 6).astype(np.int64)  # partition 1 holds 60 % of the edges, 0 the rest
-    owner_of = dict(zip(zip(edges.domain.tolist(), edges.edge_ids.tolist()), owners.tolist()))
-    for rank_partitions in ([0, 1], [1, 1, 0], [1, None, 1], [0, 0]):
+    by_partition = [edges.take(np.flatnonzero(owners == q)) for q in (0, 1)]
+    counts = [len(p) for p in by_partition]
+    position = _positions(edges)
+    for rank_partitions in ([0, 1], [1, 1, 0], [1, None, 1], [0, 0], [None, None, None]):
         world = len(rank_partitions)
-        shards = [edges.shard(r, world, 2, 0, owners, rank_partitions) for r in range(world)]
-        size = -(-n // world)
-        assert all(len(s.users) == size for s in shards)
-        keys = [k for s in shards for k in _edge_keys(s)]
-        assert set(keys) == set(zip(edges.domain.tolist(), edges.edge_ids.tolist()))  # every edge
-        assert len(keys) - n < world  # padding: fewer than one edge per rank
-        for r, (shard, partition) in enumerate(zip(shards, rank_partitions)):
-            own = sum(owner_of[k] == partition for k in set(_edge_keys(shard)))
-            holders = rank_partitions.count(partition)
-            available = int((owners == partition).sum()) // holders if partition is not None else 0
-            assert own >= min(size, available) - 1, (rank_partitions, r)  # a rank's own edges come first
-    # One partition everywhere: the plain round-robin split.
-    plain = [edges.shard(r, 2, 2, 0) for r in range(2)]
-    local = [edges.shard(r, 2, 2, 0, np.zeros(n, dtype=np.int64), [0, 0]) for r in range(2)]
-    assert [_edge_keys(s) for s in plain] == [_edge_keys(s) for s in local]
+        shares, size = plan_shares(counts, rank_partitions)
+        assert size == -(-n // world)
+        read: list[int] = []
+
+        def load(q, read=read):
+            read.append(q)
+            return by_partition[q]
+
+        loaded = [load_share(share, load, edges.domains, seed=0) for share in shares]
+        keys = [k for s in loaded for k in _edge_keys(s)]
+        assert len(keys) == n and set(keys) == set(_edge_keys(edges))  # every edge in exactly one share
+        for r, (share, partition) in enumerate(zip(loaded, rank_partitions)):
+            assert len(share) <= size
+            padded = share.epoch(size, epoch=3, seed=0, rank=r)
+            assert len(padded.users) == size and set(_edge_keys(padded)) == set(_edge_keys(share))
+            if partition is not None:
+                own = sum(owners[position[k]] == partition for k in _edge_keys(share))
+                available = counts[partition] // rank_partitions.count(partition)
+                assert own >= min(size, available) - 1, (rank_partitions, r)  # a rank's own edges come first
+        if rank_partitions == [0, 1]:
+            assert sorted(read) == [0, 1, 1]  # rank 0 borrows from partition 1; rank 1 reads only its own
+    # the plan is fixed, every epoch reshuffles it
+    share = load_share(plan_shares(counts, [0, 1])[0][0], lambda q: by_partition[q], edges.domains, seed=0)
+    assert _edge_keys(share.epoch(size, 0, 0, 0)) != _edge_keys(share.epoch(size, 1, 0, 0))
 
 
 def test_popularity_negatives_follow_the_weights(tiny_dataset):

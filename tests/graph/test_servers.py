@@ -14,7 +14,7 @@ pytestmark = pytest.mark.usefixtures("ray_session")
 
 def _first_batches(dataset, count=4, size=64):
     """The first ``count`` batches of epoch 0's single shard of train edges."""
-    from graphtrain.train.loop import TrainEdges
+    from graphtrain.train.edges import TrainEdges
 
     shard = TrainEdges.from_dataset(dataset).shard(0, 1, epoch=0, seed=0)
     return [shard.rows(begin, size) for begin in range(0, count * size, size)]
@@ -24,15 +24,16 @@ def _sample_through_servers(endpoints, partitions, dataset_uri):
     """Runs in a fresh Ray worker process: sample neighbourhoods of 256 train edges,
     the last 128 of them in one shared draw.
 
-    Returns (domain, user, item, weight) per sampled edge, where every train edge's
-    alpha weight is set to its dataset edge id, so the weight shows whether the
-    sampler mapped the partition's edge ids back to the right dataset edge; and the
+    Returns (domain, user, item, weight) per sampled edge, each weight read from the
+    partition artifact's memory-mapped edge weights by graph edge id, as training
+    reads them, so it shows whether those files are in the graph's edge order; and the
     partition the client sampled in-process, and whether DGL left the worker's SIGINT
     and SIGTERM handlers as they were (Ray stops workers with them)."""
     from graphtrain.data.dataset import Dataset
     from graphtrain.graph.client import DGL_HANDLED_SIGNALS, dist_graph_client, signal_handler
     from graphtrain.graph.sampling import EdgeBatchSampler
-    from graphtrain.names import USER, etype_domain
+    from graphtrain.graph.train_shards import PartitionedEdgeWeights
+    from graphtrain.names import USER, canonical_etypes, etype_domain
 
     dataset = Dataset.load(dataset_uri)
     found = []
@@ -40,10 +41,8 @@ def _sample_through_servers(endpoints, partitions, dataset_uri):
     with dist_graph_client(endpoints, partitions) as source:
         handlers_kept = [signal_handler(s) for s in DGL_HANDLED_SIGNALS] == handlers_before
         num_items = {d: dataset.num_items(d) for d in dataset.domains}
-        edge_ids_as_weights = {d: np.arange(len(dataset.split_edges("train", d)[0]), dtype=np.float32) for d in dataset.domains}
-        sampler = EdgeBatchSampler(
-            source, dataset.domains, num_items, fanouts=[4], num_negatives=1, edge_weights=edge_ids_as_weights
-        )
+        weights = PartitionedEdgeWeights(source.partitions_dir, canonical_etypes(dataset.domains))
+        sampler = EdgeBatchSampler(source, dataset.domains, num_items, fanouts=[4], num_negatives=1, edge_weights=weights)
         rng = np.random.default_rng(0)
         batches = _first_batches(dataset)
         # Two batches alone, then two with one draw per layer for both (sample_group).
@@ -54,7 +53,7 @@ def _sample_through_servers(endpoints, partitions, dataset_uri):
                 s_ids = mb.input_nodes[src_t][src].numpy()
                 d_ids = mb.input_nodes[dst_t][dst].numpy()
                 users, items = (s_ids, d_ids) if src_t == USER else (d_ids, s_ids)
-                found += [(etype_domain(etype), int(u), int(i), int(w)) for u, i, w in zip(users, items, layer.weights[etype].numpy())]
+                found += [(etype_domain(etype), int(u), int(i), float(w)) for u, i, w in zip(users, items, layer.weights[etype].numpy())]
         local = source.local_partition
     return found, local, handlers_kept
 
@@ -95,41 +94,45 @@ def test_distgraph_draws_the_fanout_per_edge_type(ray_session, tiny_dataset_uri,
 
 def _check_sampled(found, dataset):
     """Every sampled edge is a train edge and carries that edge's own weight."""
-    edge_id = {}
+    weight = {}
     for domain in dataset.domains:
         users, items = dataset.split_edges("train", domain)
-        edge_id.update({(domain, int(u), int(i)): k for k, (u, i) in enumerate(zip(users, items))})
+        weight.update(zip(((domain, int(u), int(i)) for u, i in zip(users, items)), dataset.train_edge_weights(domain)))
     assert len(found) > 500
-    assert {f[:3] for f in found} <= edge_id.keys()
-    assert all(edge_id[f[:3]] == f[3] for f in found)
+    assert {f[:3] for f in found} <= weight.keys()
+    assert all(weight[f[:3]] == f[3] for f in found)
+    assert len({f[3] for f in found}) > 1  # the weights differ, so a mix-up would show
 
 
 @pytest.mark.parametrize("num_parts,method", [(1, "random"), (2, "random"), (2, "hash")])
-def test_distgraph_samples_true_neighbours(ray_session, tiny_dataset_uri, tiny_dataset, tmp_path, num_parts, method):
+def test_distgraph_samples_true_neighbours(ray_session, rated_dataset_uri, tmp_path, num_parts, method):
+    from graphtrain.data.dataset import Dataset
+
     parts = str(tmp_path / "partitions")
-    partition(PartitionConfig(dataset=tiny_dataset_uri, output=parts, num_parts=num_parts, method=method))
+    partition(PartitionConfig(dataset=rated_dataset_uri, output=parts, num_parts=num_parts, method=method))
     client = ray_session.remote(num_cpus=1, max_calls=1)(_sample_through_servers)
     with GraphServerGroup(parts, num_parts, num_clients=1) as group:
         assert all(h["running"] for h in group.health())
         assert len(group.endpoints.ip_config.splitlines()) == num_parts
         assert all(line.startswith("127.0.0.1 ") for line in group.endpoints.ip_config.splitlines())
         assert group.endpoints.co_located == (num_parts > 1)
-        found, local, handlers_kept = ray_session.get(client.remote(group.endpoints, parts, tiny_dataset_uri), timeout=120)
+        found, local, handlers_kept = ray_session.get(client.remote(group.endpoints, parts, rated_dataset_uri), timeout=120)
         pids = [h["pid"] for h in group.health()]
     # One node serves every partition: the client samples the first in-process (from
     # its server's shared memory, under a name of its own), the second over RPC.
     assert local == 0
     assert handlers_kept
-    _check_sampled(found, tiny_dataset)
+    _check_sampled(found, Dataset.load(rated_dataset_uri))
     _assert_gone(pids)
 
 
 @pytest.mark.parametrize("method", ["auto", "hash"])
-def test_servers_read_partitions_from_s3(ray_session, tiny_dataset_uri, tiny_dataset, monkeypatch, method):
+def test_servers_read_partitions_from_s3(ray_session, rated_dataset_uri, monkeypatch, method):
     """Partitions written to a real S3-protocol server (moto, loopback) and downloaded
     by the graph servers; the credentials reach the actors from the driver's env."""
     import pyarrow.fs as pafs
 
+    from graphtrain.data.dataset import Dataset
     from graphtrain.ray_env import actor_runtime_env
     from tests.s3_server import moto_s3_server
 
@@ -141,12 +144,12 @@ def test_servers_read_partitions_from_s3(ray_session, tiny_dataset_uri, tiny_dat
         }.items():
             monkeypatch.setenv(key, value)
         parts = "s3://parts-bucket/run/partitions"
-        partition(PartitionConfig(dataset=tiny_dataset_uri, output=parts, num_parts=1, method=method))
+        partition(PartitionConfig(dataset=rated_dataset_uri, output=parts, num_parts=1, method=method))
         assert pafs.S3FileSystem(**options).get_file_info("parts-bucket/run/partitions/_SUCCESS").type == pafs.FileType.File
         client = ray_session.remote(num_cpus=1, max_calls=1, runtime_env=actor_runtime_env())(_sample_through_servers)
         with GraphServerGroup(parts, 1, num_clients=1) as group:
-            found, _, _ = ray_session.get(client.remote(group.endpoints, parts, tiny_dataset_uri), timeout=120)
-    _check_sampled(found, tiny_dataset)
+            found, _, _ = ray_session.get(client.remote(group.endpoints, parts, rated_dataset_uri), timeout=120)
+    _check_sampled(found, Dataset.load(rated_dataset_uri))
 
 
 def _assert_gone(pids):

@@ -20,23 +20,23 @@ def sample_shard(endpoints, partitions, dataset_uri, rank, rank_partitions):
     """One client: every batch of its epoch-0 shard, three per draw (partition-aware: rank r runs on
     partition ``rank_partitions[r]``'s node); returns seeds and sampled edges."""
     import ray
+    import torch
 
-    from graphtrain.data.dataset import Dataset
     from graphtrain.graph.client import dist_graph_client
     from graphtrain.graph.sampling import EdgeBatchSampler
     from graphtrain.names import USER
-    from graphtrain.train.loop import TrainEdges, edge_owners
+    from graphtrain.train.data import TrainData
+    from graphtrain.train.edges import load_share, plan_shares
 
-    dataset = Dataset.load(dataset_uri)
-    edges = TrainEdges.from_dataset(dataset)
     seeds, sampled = set(), set()
     with dist_graph_client(endpoints, partitions) as source:
-        owners = edge_owners(edges, source)
-        shard = edges.shard(rank, len(rank_partitions), 0, 0, owners, rank_partitions)
-        owner_of = dict(zip(zip(edges.domain.tolist(), edges.edge_ids.tolist()), owners.tolist()))
-        own = np.mean([owner_of[k] == source.local_partition for k in zip(shard.domain.tolist(), shard.edge_ids.tolist())])
-        num_items = {d: dataset.num_items(d) for d in dataset.domains}
-        sampler = EdgeBatchSampler(source, dataset.domains, num_items, fanouts=[5, 5], num_negatives=1)
+        data = TrainData.from_partitions(source.partitions_dir, dataset_uri, source.partitions_uri)  # what a train worker reads
+        shares, size = plan_shares(data.edge_counts, rank_partitions)
+        shard = load_share(shares[rank], data.load_edges, data.domains, seed=0).epoch(size, 0, 0, rank)
+        user_parts = source.graph.get_partition_book().nid2partid(
+            torch.from_numpy(source.nodes_to_graph(USER, shard.users)), USER).numpy()
+        own = np.mean(user_parts == source.local_partition)
+        sampler = EdgeBatchSampler(source, data.domains, data.num_items, fanouts=[5, 5], num_negatives=1)
         rng = np.random.default_rng(rank)
         batches = [shard.rows(begin, 256) for begin in range(0, len(shard.users), 256)]
         for batch in batches:

@@ -31,6 +31,7 @@ import pandas as pd
 import pyarrow as pa
 
 from graphtrain import storage
+from graphtrain.seeded_hash import hash_ids
 
 EDGES = "edges"
 USERS = "users"
@@ -49,16 +50,6 @@ def map_files(uri: str, kind: str, storage_options: dict | None = None) -> list[
     shards = fs.get_file_info(pafs.FileSelector(f"{root}/{kind}", allow_not_found=True))
     found = sorted(i.path for i in shards if i.type == pafs.FileType.File and i.path.endswith(".parquet"))
     return found or [f"{root}/{kind}.parquet"]
-
-
-def _user_hash(users: np.ndarray, seed: int) -> np.ndarray:
-    """A seeded 64-bit mix of user indices (splitmix64's finaliser): a sample by the
-    smallest hashes is uniform and needs no global shuffle."""
-    with np.errstate(over="ignore"):
-        x = users.astype(np.uint64) + np.uint64(seed) * np.uint64(0x9E3779B97F4A7C15)
-        x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-        x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-        return x ^ (x >> np.uint64(31))
 
 
 def _read_map(root: str, kind: str) -> pd.DataFrame:
@@ -128,7 +119,7 @@ class Dataset:
             table = rows_of(path, ["user_idx", "domain", "split"])
             users = table.filter(pc.equal(table["split"].cast("string"), split))["user_idx"].to_numpy()
             candidates = np.union1d(chosen, users.astype(np.int64))
-            chosen = candidates[np.argsort(_user_hash(candidates, seed), kind="stable")[:max_users]]
+            chosen = candidates[np.argsort(hash_ids(candidates, seed), kind="stable")[:max_users]]
         pieces = []
         for path in files:  # pass 2: their rows, every split
             table = rows_of(path, ["user_idx", "item_idx", "domain", "timestamp", "weight", "split"])

@@ -4,9 +4,9 @@ A case is one held-out (user, item) row of the target domain with its own
 ``num_negatives`` items drawn (seeded) from the items that user never interacted
 with in any split, as the DisenCDR and CDRIB evaluations do.
 
-Negatives are drawn per chunk of ``CASE_CHUNK`` cases when the chunk is scored, from
-a generator seeded by (seed, chunk), so memory holds one chunk's negatives, never
-cases x num_negatives, and every run draws the same.
+Negatives are drawn per chunk of ``CASE_CHUNK`` cases when the chunk is scored, each
+a hash of (seed, user, held-out item), so memory holds one chunk's negatives, never
+cases x num_negatives, and a case draws the same whatever batch or task scores it.
 """
 
 from __future__ import annotations
@@ -70,13 +70,19 @@ class SampledCases:
     def __len__(self) -> int:
         return len(self.users)
 
+    @property
+    def case_keys(self) -> np.ndarray:
+        """One key per case, (user, item): its negatives and tie-breaks hash it."""
+        return self.users.astype(np.int64) * self.num_items + self.items
+
     def subset(self, mask: np.ndarray) -> "SampledCases":
         return replace(self, users=self.users[mask], items=self.items[mask])
 
     def negatives(self, chunk: int) -> np.ndarray:
         """[cases of chunk ``chunk``, num_negatives] items none of whose users saw."""
         rows = slice(chunk * CASE_CHUNK, (chunk + 1) * CASE_CHUNK)
-        drawn, _ = sample_negatives(self.users[rows], self.seen, self.num_items, self.num_negatives, [self.seed, chunk])
+        drawn, _ = sample_negatives(self.users[rows], self.seen, self.num_items, self.num_negatives, self.seed,
+                                    case_keys=self.case_keys[rows])
         return drawn  # every user here has an unseen item: `of` left the others out
 
     def metrics(self, scorer: Scorer, ks=(10, 20), seed: int = 0) -> dict[str, float]:
@@ -85,7 +91,8 @@ class SampledCases:
         for chunk in range(-(-len(self) // CASE_CHUNK)):
             rows = slice(chunk * CASE_CHUNK, (chunk + 1) * CASE_CHUNK)
             users = self.users[rows]
-            part = sampled_metrics(scorer, users, self.items[rows], self.negatives(chunk), ks, seed=[seed, chunk])
+            part = sampled_metrics(scorer, users, self.items[rows], self.negatives(chunk), ks, seed=seed,
+                                   case_keys=self.case_keys[rows])
             for name, value in part.items():
                 totals[name] = totals.get(name, 0.0) + value * len(users)
         n = max(len(self), 1)

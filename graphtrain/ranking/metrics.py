@@ -11,6 +11,8 @@ from typing import Callable
 import numpy as np
 import torch
 
+from graphtrain.seeded_hash import hash_ids, mix64
+
 # scores(user_idx, items) -> [len(user_idx), len(items)] tensor, where ``items`` is a
 # slice of the domain's items or a LongTensor of item indices.
 Scorer = Callable[[np.ndarray, "slice | torch.Tensor"], torch.Tensor]
@@ -119,18 +121,30 @@ def rank_metrics(
     return {name: value / n for name, value in sums.items()}
 
 
+def _hashed_draws(case_keys: np.ndarray, width: int, num_items: int, seed, attempt: int) -> np.ndarray:
+    """[cases, width] items in [0, num_items), each a hash of (seed, case, slot, attempt)."""
+    salt = [int(s) for s in np.atleast_1d(seed)]
+    base = hash_ids(case_keys, *salt, attempt)
+    with np.errstate(over="ignore"):
+        slots = base[:, None] + np.arange(1, width + 1, dtype=np.uint64)[None, :] * np.uint64(0xD1B54A32D192ED03)
+    return (mix64(slots) % np.uint64(max(num_items, 1))).astype(np.int64)
+
+
 def sample_negatives(
-    users: np.ndarray, seen: tuple[np.ndarray, np.ndarray], num_items: int, count: int, seed: int
+    users: np.ndarray, seen: tuple[np.ndarray, np.ndarray], num_items: int, count: int, seed,
+    case_keys: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """``count`` items per case drawn uniformly (with replacement) from the items the
     case's user never interacted with (``seen`` is a CSR over all users).
 
-    Returns ([len(users), count] negatives, True where the case got them). A user
-    who has interacted with every item has none to draw: those cases get False and
-    -1s. Users who have seen nearly every item draw from their explicit list of
-    unseen items instead of by rejection, so the loop always ends.
+    Every draw is a hash of (seed, the case's key, slot, attempt): a case gets the
+    same negatives in any batch, order or process. ``case_keys`` default to the
+    cases' positions. Returns ([len(users), count] negatives, True where the case got
+    them). A user who has interacted with every item has none to draw: those cases
+    get False and -1s. Users who have seen nearly every item draw from their explicit
+    list of unseen items instead of by rejection, so the loop always ends.
     """
-    rng = np.random.default_rng(seed)
+    keys_of_case = np.arange(len(users)) if case_keys is None else np.asarray(case_keys)
     indptr, indices = seen
     out = np.full((len(users), count), -1, dtype=np.int64)
     distinct_seen = np.zeros(len(indptr) - 1, dtype=np.int64)
@@ -145,11 +159,13 @@ def sample_negatives(
     for case in np.flatnonzero(dense):
         user = users[case]
         candidates = np.setdiff1d(np.arange(num_items), indices[indptr[user] : indptr[user + 1]])
-        out[case] = candidates[rng.integers(0, len(candidates), count)]
+        out[case] = candidates[_hashed_draws(keys_of_case[case:case + 1], count, len(candidates), seed, 0)[0]]
     todo = np.flatnonzero(ok & ~dense)
     filled = np.zeros(len(users), dtype=np.int64)
+    attempt = 0
     while len(todo):
-        draw = rng.integers(0, num_items, size=(len(todo), count + count // 4 + 8))
+        draw = _hashed_draws(keys_of_case[todo], count + count // 4 + 8, num_items, seed, attempt)
+        attempt += 1
         keys = users[todo, None] * num_items + draw
         at = np.minimum(np.searchsorted(seen_keys, keys), max(len(seen_keys) - 1, 0))
         fresh_mask = seen_keys[at] != keys if len(seen_keys) else np.ones_like(draw, dtype=bool)
@@ -172,11 +188,13 @@ def sampled_metrics(
     ks: tuple[int, ...] = (10, 20),
     seed: int = 0,
     chunk: int = 1024,
+    case_keys: np.ndarray | None = None,
 ) -> dict[str, float]:
     """The sampled protocol (DisenCDR, CDRIB): each held-out (user, item) case is
     ranked against its own sampled negatives; HR@K, NDCG@K and MRR averaged over
     cases. Ties are broken uniformly at random (seeded), so a constant scorer gets
-    the expected value of a random ranking rather than a flattering one."""
+    the expected value of a random ranking rather than a flattering one; with
+    ``case_keys`` the break is a hash of (seed, key), the same in any batch."""
     rng = np.random.default_rng(seed)
     sums = {f"{m}@{k}": 0.0 for k in ks for m in ("hr", "ndcg")}
     sums["mrr"] = 0.0
@@ -195,7 +213,11 @@ def sampled_metrics(
         neg = block[rows.unsqueeze(1), at[:, 1:]]
         above = (neg > pos).sum(1).numpy()
         ties = (neg == pos).sum(1).numpy()
-        rank = above + rng.integers(0, ties + 1) + 1  # 1-based
+        if case_keys is None:
+            broken = rng.integers(0, ties + 1)
+        else:
+            broken = (hash_ids(case_keys[cases], *np.atleast_1d(seed), 1 << 40) % (ties + 1).astype(np.uint64)).astype(np.int64)
+        rank = above + broken + 1  # 1-based
         sums["mrr"] += float((1.0 / rank).sum())
         for k in ks:
             hit = rank <= k

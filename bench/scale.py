@@ -138,17 +138,20 @@ def _plot(runs: list[dict], path: str) -> None:
     import matplotlib.pyplot as plt
 
     sizes = [r["rows"] for r in runs]
-    fig, axes = plt.subplots(1, len(STAGES), figsize=(3.2 * len(STAGES), 3.4), sharey=True)
+    every = sorted({role for r in runs for s in r["stages"].values() for role in s["peak_gib_by_role"]} - {"gone", "ray_system", "bench"})
+    color = {role: f"C{k}" for k, role in enumerate(every)}  # one colour per role in every panel
+    fig, axes = plt.subplots(1, len(STAGES), figsize=(3.2 * len(STAGES), 3.6), sharey=True)
     for ax, stage in zip(axes, STAGES):
-        roles = sorted({role for r in runs for role in r["stages"][stage]["peak_gib_by_role"]} - {"gone", "ray_system"})
+        roles = sorted({role for r in runs for role in r["stages"][stage]["peak_gib_by_role"]} & set(every))
         for role in roles:
-            ax.plot(sizes, [r["stages"][stage]["peak_gib_by_role"].get(role, 0) for r in runs], marker="o", label=role)
+            ax.plot(sizes, [r["stages"][stage]["peak_gib_by_role"].get(role, 0) for r in runs], marker="o", color=color[role])
         ax.set_xscale("log")
         ax.set_title(stage)
         ax.set_xlabel("interactions")
     axes[0].set_ylabel("peak RSS of the largest process (GiB)")
-    axes[-1].legend(fontsize=7)
-    fig.tight_layout()
+    fig.legend([plt.Line2D([], [], color=color[r], marker="o") for r in every], every, loc="lower center",
+               ncol=len(every), fontsize=8)
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
     fig.savefig(path, dpi=100)
     plt.close(fig)
 

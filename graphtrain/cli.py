@@ -176,7 +176,10 @@ def build_parser() -> argparse.ArgumentParser:
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--model", help="a model artifact URI")
     source.add_argument("--registry", help="a model registry URI: serve its current version and follow promotions")
-    p.add_argument("--host", default="127.0.0.1", help="bind address (0.0.0.0 to listen on every interface)")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="bind address; anything but loopback needs a bearer token ($GRAPHTRAIN_SERVE_TOKEN or --token-file)")
+    p.add_argument("--token-file", help="file holding the bearer token every API request must carry")
+    p.add_argument("--require-token", action="store_true", help="require the bearer token on loopback too")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--max-k", type=int, default=1000, help="largest k a request may ask for")
     p.add_argument("--replicas", type=int, default=1, help="fixed replica count (ignored with --max-replicas)")

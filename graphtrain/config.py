@@ -291,9 +291,13 @@ class ServeConfig:
     # pointer every ``registry_poll_s`` and swap to a newly promoted (or rolled back) one.
     registry: Optional[str] = None
     registry_poll_s: float = 2.0
+    # Bearer token: $GRAPHTRAIN_SERVE_TOKEN or this file; required beyond loopback, and
+    # on loopback too with require_token (graphtrain.serve.auth).
+    token_file: Optional[str] = None
+    require_token: bool = False
 
     def __post_init__(self):
-        resolve_paths(self, "model", "interaction_log", "registry")
+        resolve_paths(self, "model", "interaction_log", "registry", "token_file")
         if self.model is not None and self.registry is None and storage.exists(storage.join(self.model, "current.json")):
             # DESIGN's contract: --model may name a registry, which serves its current version.
             object.__setattr__(self, "registry", self.model)

@@ -7,7 +7,7 @@ import graphtrain
 
 # Lower number = earlier in the pipeline; a module may import its own layer and below.
 LAYERS = {
-    "errors": 0, "config": 0, "storage": 0, "ray_env": 0, "net": 0, "names": 0, "registry": 0,
+    "errors": 0, "config": 0, "storage": 0, "ray_env": 0, "net": 0, "names": 0, "registry": 0, "seeded_hash": 0,
     "data": 1,
     "graph": 2,
     "models": 3, "ranking": 3,

@@ -31,8 +31,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from graphtrain import storage
+from graphtrain.errors import ArtifactError
 
 MANIFEST = "manifest.json"
 ARRAYS = "arrays"
@@ -115,10 +117,23 @@ def _load_arrays(root: str, manifest: dict) -> dict[str, ShardedArray]:
     if ARRAYS not in manifest:  # an artifact from before the shards
         with np.load(os.path.join(root, LEGACY_EMBEDDINGS), allow_pickle=False) as data:
             return {k: ShardedArray([data[k]]) for k in data.files}
-    return {
-        name: ShardedArray([np.load(os.path.join(root, s["file"]), mmap_mode="r", allow_pickle=False) for s in entry["shards"]])
-        for name, entry in manifest[ARRAYS].items()
-    }
+    return {name: ShardedArray([_load_shard(root, name, s) for s in entry["shards"]]) for name, entry in manifest[ARRAYS].items()}
+
+
+def _load_shard(root: str, name: str, shard: dict) -> np.ndarray:
+    """One memory-mapped shard, checked against the manifest: a missing, truncated or
+    foreign file is an ArtifactError naming it, not a numpy traceback at first use."""
+    path = os.path.join(root, shard["file"])
+    try:
+        array = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError) as err:
+        raise ArtifactError(f"model artifact {root!r}: array {name!r} shard {shard['file']!r} cannot be read ({err}); "
+                            "the artifact is incomplete or corrupt: export it again") from err
+    begin, end = shard["rows"]
+    if len(array) != end - begin and not (end == begin == 0):
+        raise ArtifactError(f"model artifact {root!r}: {shard['file']!r} holds {len(array)} rows, the manifest says "
+                            f"{end - begin}: export it again")
+    return array
 
 
 @dataclass
@@ -135,13 +150,13 @@ class ModelArtifact:
     def load(cls, uri: str) -> "ModelArtifact":
         storage.require_artifact(uri, "export")
         root = storage.materialize(uri)
-        manifest = storage.read_json(os.path.join(root, MANIFEST))
-        return cls(
-            manifest=manifest,
-            users=pd.read_parquet(os.path.join(root, "users.parquet")),
-            items=pd.read_parquet(os.path.join(root, "items.parquet")),
-            arrays=_load_arrays(root, manifest),
-        )
+        try:
+            manifest = storage.read_json(os.path.join(root, MANIFEST))
+            users = pd.read_parquet(os.path.join(root, "users.parquet"))
+            items = pd.read_parquet(os.path.join(root, "items.parquet"))
+        except (OSError, ValueError, pa.ArrowException) as err:
+            raise ArtifactError(f"model artifact {uri!r} cannot be read ({type(err).__name__}: {err}); export it again") from err
+        return cls(manifest=manifest, users=users, items=items, arrays=_load_arrays(root, manifest))
 
     @property
     def domains(self) -> list[str]:

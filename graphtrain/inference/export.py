@@ -8,6 +8,7 @@ import numpy as np
 
 from graphtrain import storage
 from graphtrain.data.dataset import Dataset
+from graphtrain.errors import ArtifactError
 from graphtrain.inference import artifact
 from graphtrain.inference.foldin import fold_in_arrays, seen_weights_name
 from graphtrain.models.alpha import edge_alpha
@@ -32,6 +33,15 @@ def model_arrays(model, reps: dict, train_edges: dict, alpha: dict | None, popul
     return arrays
 
 
+def check_finite(arrays: dict[str, np.ndarray], checkpoint_dir: str) -> None:
+    """Refuse to write NaN or infinite vectors: served, they would rank at random."""
+    for name, array in sorted(arrays.items()):
+        if np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all():
+            bad = int((~np.isfinite(array)).reshape(len(array), -1).any(1).sum()) if array.ndim else 1
+            raise ArtifactError(f"export: {bad} row(s) of {name!r} are NaN or infinite in checkpoint {checkpoint_dir!r}: "
+                                "training diverged; lower --learning-rate, or export an earlier epoch")
+
+
 def export(dataset_uri: str, checkpoint_uri: str, output: str) -> dict:
     """Write the model artifact; returns its manifest."""
     dataset = Dataset.load(dataset_uri)
@@ -43,6 +53,7 @@ def export(dataset_uri: str, checkpoint_uri: str, output: str) -> dict:
     popularity = {d: item_popularity(dataset, d) for d in dataset.domains}
     alpha = edge_alpha(dataset, model.config.edge_weights)
     arrays = model_arrays(model, reps, train_edges, alpha, popularity, dataset.num_users)
+    check_finite(arrays, checkpoint_dir)
     state = checkpoint.read_state(checkpoint_dir)
     # The whole run's history lives in the newest checkpoint (the exported one may be earlier).
     history = checkpoint.read_state(checkpoint_uri, "last")["history"]

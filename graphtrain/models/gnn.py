@@ -46,6 +46,28 @@ def scatter_mean(values: torch.Tensor, index: torch.Tensor, size: int, weights: 
     return out / total.clamp_(min=1e-12).unsqueeze(1)
 
 
+# Without autograd (full-graph inference), messages are gathered this many edges at a
+# time: memory holds EDGE_CHUNK x dim message rows, not edges x dim.
+EDGE_CHUNK = 1 << 20
+
+
+def aggregate(h_src: torch.Tensor, src: torch.Tensor, dst: torch.Tensor, size: int,
+              weights: torch.Tensor | None = None) -> torch.Tensor:
+    """``scatter_mean`` of the source rows ``h_src[src]`` into ``size`` destinations;
+    chunked over the edges when no gradient is needed (the sums are the same)."""
+    if torch.is_grad_enabled() or len(src) <= EDGE_CHUNK:
+        return scatter_mean(h_src[src], dst, size, weights)
+    out = h_src.new_zeros(size, h_src.shape[1])
+    total = h_src.new_zeros(size)
+    for begin in range(0, len(src), EDGE_CHUNK):
+        rows = slice(begin, begin + EDGE_CHUNK)
+        w = None if weights is None else weights[rows].to(h_src.dtype)
+        message = h_src[src[rows]] if w is None else h_src[src[rows]] * w.unsqueeze(1)
+        out.index_add_(0, dst[rows], message)
+        total.index_add_(0, dst[rows], torch.ones_like(dst[rows], dtype=h_src.dtype) if w is None else w)
+    return out / total.clamp_(min=1e-12).unsqueeze(1)
+
+
 class MigrationGNN(nn.Module):
     """Cross-domain GNN with a source->target transfer head.
 
@@ -135,7 +157,7 @@ class MigrationGNN(nn.Module):
         source_relation = reverse_etype(self.source_domain)
         for etype, (src, dst) in layer.edges.items():
             src_type, _, dst_type = etype
-            message = scatter_mean(x[src_type][src], dst, layer.num_dst[dst_type], layer.weights.get(etype))
+            message = aggregate(x[src_type], src, dst, layer.num_dst[dst_type], layer.weights.get(etype))
             agg[dst_type] = agg[dst_type] + message
             if etype == source_relation:
                 source_message = message

@@ -10,6 +10,10 @@ HTTP API (pydantic models in :mod:`graphtrain.serve.schemas`; ``/docs`` and
     GET  /similar?item_id=&domain=&k=10        items closest to an item
     GET  /health  /version  /domains           and GET / : a page to try it
 
+With a bearer token configured (required beyond loopback: :mod:`graphtrain.serve.auth`)
+every endpoint but ``/health``, the page and the API description answers 401 without
+``Authorization: Bearer <token>``.
+
 Single ``/recommend`` calls are grouped by ``@serve.batch`` into one matrix product
 per domain. Hot reload: :func:`reload` changes the deployment's ``user_config`` and
 Serve calls ``reconfigure`` on each running replica, which loads the new model beside
@@ -27,14 +31,14 @@ import logging
 import os
 
 from fastapi import FastAPI, HTTPException, Query
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 from ray import serve
 
 from graphtrain import storage
 from graphtrain.config import ServeConfig
 from graphtrain.errors import ServeError
 from graphtrain.registry import Registry
-from graphtrain.serve import schemas
+from graphtrain.serve import auth, schemas
 from graphtrain.serve.index import AnnSettings
 from graphtrain.serve.interactions import InteractionStore, default_log_uri, record
 from graphtrain.serve.recommender import (
@@ -51,6 +55,14 @@ api = FastAPI(
     title="graphtrain recommender",
     description="Cross-domain recommendations with fold-in of new interactions. Try it at /.",
 )
+
+
+@api.middleware("http")
+async def _require_token(request, call_next):
+    if not auth.authorized(request.url.path, request.headers.get("authorization"), auth.required_digest()):
+        return JSONResponse({"detail": "missing or wrong bearer token (Authorization: Bearer <token>)"},
+                            status_code=401, headers={"WWW-Authenticate": "Bearer"})
+    return await call_next(request)
 
 
 def store_name(app_name: str) -> str:
@@ -87,8 +99,9 @@ def _report_metrics(model_uri: str) -> dict:
 class RecommenderDeployment:
     def __init__(
         self, max_k: int, approximate_above: int, ann: str, interaction_log: str | None, app_name: str = APP_NAME,
-        registry: str | None = None, registry_poll_s: float = 2.0,
+        registry: str | None = None, registry_poll_s: float = 2.0, token_digest: str | None = None,
     ):
+        auth.require(token_digest)  # this replica process's rule (module state: see graphtrain.serve.auth)
         self.max_k = max_k
         self.registry = registry
         self.registry_poll_s = registry_poll_s
@@ -296,6 +309,7 @@ class RecommenderDeployment:
 
 def deployment(config: ServeConfig, app_name: str = APP_NAME):
     """The bound Serve application for ``config``."""
+    token_digest = auth.server_token_digest(config.host, config.token_file, config.require_token)
     options = {
         "max_ongoing_requests": config.max_ongoing_requests,
         "ray_actor_options": {"num_cpus": config.cpus_per_replica},
@@ -312,7 +326,7 @@ def deployment(config: ServeConfig, app_name: str = APP_NAME):
         options["num_replicas"] = config.replicas
     return RecommenderDeployment.options(**options).bind(
         config.max_k, config.approximate_above, config.ann, config.interaction_log, app_name,
-        config.registry, config.registry_poll_s,
+        config.registry, config.registry_poll_s, token_digest,
     )
 
 
@@ -330,6 +344,7 @@ def start(config: ServeConfig, app_name: str = APP_NAME) -> str:
     """Deploy on the current Ray instance (started on demand); returns the base URL."""
     from graphtrain.ray_env import ensure_ray
 
+    auth.server_token_digest(config.host, config.token_file, config.require_token)  # refuse before starting anything
     ensure_ray()
     _kill_store(app_name)  # a fresh store replays the (possibly newly configured) log
     serve.start(
@@ -370,7 +385,9 @@ def stop(app_name: str = APP_NAME) -> None:
 def build(args: dict):
     """Application builder for Serve config files (KubeRay RayService ``serveConfigV2``,
     ``serve run graphtrain.serve.app:build registry=s3://...``): ``args`` are ServeConfig
-    fields, given as strings there; host and port come from the file's ``http_options``."""
+    fields, given as strings there; host and port come from the file's ``http_options``,
+    which this cannot see, so the bearer token is required unless ``require_token`` is
+    "false" (then the file must bind loopback)."""
     import dataclasses
 
     fields = {f.name: f for f in dataclasses.fields(ServeConfig)}
@@ -380,7 +397,10 @@ def build(args: dict):
     values = {}
     for name, value in args.items():
         default = fields[name].default
-        if isinstance(value, str) and isinstance(default, (bool, int, float)) and not isinstance(default, bool):
+        if isinstance(value, str) and isinstance(default, bool):
+            value = value.strip().lower() in ("1", "true", "yes")
+        elif isinstance(value, str) and isinstance(default, (int, float)):
             value = type(default)(value)
         values[name] = value
+    values.setdefault("require_token", True)
     return deployment(ServeConfig(**values))

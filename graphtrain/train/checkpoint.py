@@ -87,12 +87,26 @@ def read_state(uri: str, which: str = "checkpoint") -> dict:
     return storage.read_json(storage.join(resolve_uri(uri, which), "state.json"))
 
 
+def _load_tensors(path: str) -> dict:
+    """``torch.load`` of a checkpoint file, or an ArtifactError naming it and the fix."""
+    if not os.path.exists(path):
+        raise ArtifactError(f"checkpoint file {path!r} is missing: the checkpoint is incomplete; train again or pick another")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # truncated zip, bad pickle, wrong file: all mean the same to the user
+        raise ArtifactError(f"checkpoint file {path!r} cannot be read ({type(err).__name__}: {err}); "
+                            "it is truncated or not a graphtrain checkpoint: train again or pick another") from err
+
+
 def load_model(uri: str, map_location: str = "cpu") -> MigrationGNN:
     directory = resolve(uri)
-    with open(os.path.join(directory, "model.json")) as f:
-        shape = json.load(f)
+    try:
+        with open(os.path.join(directory, "model.json")) as f:
+            shape = json.load(f)
+    except (OSError, ValueError) as err:
+        raise ArtifactError(f"checkpoint {uri!r} has no readable model.json ({err}); train again or pick another") from err
     model = MigrationGNN(ModelConfig(**shape["model"]), shape["num_nodes"], shape["source_domain"], shape["target_domain"])
-    model.load_state_dict(torch.load(os.path.join(directory, "model.pt"), map_location=map_location, weights_only=True))
+    model.load_state_dict({k: v.to(map_location) for k, v in _load_tensors(os.path.join(directory, "model.pt")).items()})
     return model
 
 
@@ -133,8 +147,8 @@ def load_progress(directory: str, model: MigrationGNN, optimizer: torch.optim.Op
     KVStore tables are written back once (rank 0); the sparse optimiser's moments are
     restored by ``KVStoreEmbeddings.load_optimizer``.
     """
-    model.load_full_state_dict(torch.load(os.path.join(directory, "model.pt"), map_location="cpu", weights_only=True))
-    optimizer.load_state_dict(torch.load(os.path.join(directory, "optimizer.pt"), map_location="cpu", weights_only=True))
+    model.load_full_state_dict(_load_tensors(os.path.join(directory, "model.pt")))
+    optimizer.load_state_dict(_load_tensors(os.path.join(directory, "optimizer.pt")))
     with open(os.path.join(directory, "state.json")) as f:
         state = json.load(f)
     return int(state["epoch"]), list(state["history"])
@@ -155,7 +169,7 @@ def warm_start_state(uri: str, model: MigrationGNN, users: pd.DataFrame, items: 
     """
     directory = resolve(uri)
     _check_prefix(directory, users, items, uri)
-    old = torch.load(os.path.join(directory, "model.pt"), map_location="cpu", weights_only=True)
+    old = _load_tensors(os.path.join(directory, "model.pt"))
     state = {k: v.detach().clone() for k, v in model.full_state_dict().items()}
     for key, fresh in state.items():
         saved = old.get(key)

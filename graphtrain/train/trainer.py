@@ -9,7 +9,6 @@ output resumes from the last checkpoint (Ray Train restores the run by name).
 from __future__ import annotations
 
 import functools
-import json
 import tempfile
 import time
 
@@ -133,10 +132,9 @@ def train(config: TrainConfig) -> dict:
     best = best_epoch(history)
     chosen = last if best is None else f"{last.rsplit('/', 1)[0]}/{checkpoint.dir_name(best)}"
     summary = {"checkpoint": chosen, "last_checkpoint": last, "best_epoch": best, "metrics": result.metrics, "seconds": seconds}
-    fs, root = storage.filesystem(config.output)
-    with fs.open_output_stream(f"{root}/{checkpoint.LATEST}") as f:
-        pointer = {"checkpoint": _uri(config.output, chosen), "last": _uri(config.output, last), "best_epoch": best}
-        f.write(json.dumps(pointer, indent=2).encode())
+    # One atomic write: a reader sees the old pointer or the new one, never half of it.
+    storage.write_json(storage.join(config.output, checkpoint.LATEST),
+                       {"checkpoint": _uri(config.output, chosen), "last": _uri(config.output, last), "best_epoch": best})
     return summary
 
 

@@ -14,7 +14,7 @@ from graphtrain.names import etype_key
 pytestmark = pytest.mark.usefixtures("ray_session")
 
 
-@pytest.mark.parametrize("n,parts", [(1, 1), (7, 3), (1000, 4), (997, 2)])
+@pytest.mark.parametrize("n,parts", [(1, 1), (7, 3), (1000, 4), (997, 2), (2, 5)])  # (2, 5): empty partitions
 def test_layout_is_a_balanced_bijection(n, parts):
     layout = Layout({"user": n}, ["user"], [], parts, seed=3)
     part, rank = layout.part_and_rank("user", np.arange(n))

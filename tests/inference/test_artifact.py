@@ -52,3 +52,32 @@ def test_an_artifact_from_before_the_shards_still_loads(tmp_path):
 def test_take_refuses_other_axes():
     with pytest.raises(ValueError, match="axis=1"):
         artifact.ShardedArray([np.zeros((2, 2))]).take([0], axis=1)
+
+
+@pytest.mark.parametrize("damage", ["truncate", "delete", "manifest"])
+def test_a_damaged_artifact_fails_at_load_naming_the_file(tmp_path, damage):
+    from graphtrain.errors import ArtifactError
+
+    vectors = np.arange(40 * 3, dtype=np.float32).reshape(40, 3)
+    _write(tmp_path, {"users@d": vectors})
+    shard = next((tmp_path / "arrays" / "users@d").glob("part-*.npy"))
+    if damage == "truncate":
+        shard.write_bytes(shard.read_bytes()[:-20])
+    elif damage == "delete":
+        shard.unlink()
+    else:
+        (tmp_path / "manifest.json").write_text("{not json")
+    with pytest.raises(ArtifactError, match="export it again"):
+        artifact.ModelArtifact.load(str(tmp_path))
+
+
+def test_export_refuses_non_finite_vectors():
+    from graphtrain.errors import ArtifactError
+    from graphtrain.inference.export import check_finite
+
+    good = np.ones((4, 2), np.float32)
+    check_finite({"users@d": good, "seen_indptr@d": np.arange(5)}, "ckpt")
+    bad = good.copy()
+    bad[2, 1] = np.nan
+    with pytest.raises(ArtifactError, match=r"1 row\(s\) of 'users@d' are NaN or infinite"):
+        check_finite({"users@d": bad}, "ckpt")

@@ -23,10 +23,11 @@ from tests.small_model import write_small_model
 pytestmark = pytest.mark.integration
 
 
-def call(base: str, path: str, body=None, raw: bytes | None = None, timeout: float = 30.0) -> tuple[int, dict | str]:
+def call(base: str, path: str, body=None, raw: bytes | None = None, timeout: float = 30.0,
+         headers: dict | None = None) -> tuple[int, dict | str]:
     """(status, decoded body) for GET ``path`` or POST ``body``/``raw``; HTTP errors included."""
     data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
-    request = urllib.request.Request(base + path, data=data, headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(base + path, data=data, headers={"Content-Type": "application/json", **(headers or {})})
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             status, text = response.status, response.read().decode()
@@ -253,3 +254,29 @@ def test_the_page_recommends_explains_and_folds_in(served, tmp_path):
             print(f"screenshot: {shot}")
         finally:
             browser.close()
+
+
+def test_a_token_guards_every_answer_but_the_probes(served, monkeypatch):
+    """With a bearer token configured, answers (and the reason that tells a known user
+    from an unknown one) need it; /health and the API description stay open."""
+    from graphtrain.serve import app
+    from graphtrain.serve.auth import TOKEN_ENV
+
+    token = "t0ken-" + uuid.uuid4().hex
+    monkeypatch.setenv(TOKEN_ENV, token)
+    guarded = dataclasses.replace(served["config"], require_token=True)
+    app.stop()
+    try:
+        base = app.start(guarded)
+        path = query("/recommend", user_id="u1", k=5)
+        assert call(base, path)[0] == 401
+        assert call(base, path, headers={"Authorization": "Bearer wrong-token-wrong-token"})[0] == 401
+        status, answer = call(base, path, headers={"Authorization": f"Bearer {token}"})
+        assert status == 200 and answer["reason"] in ("warm", "transfer", "popular")
+        status, _ = call(base, "/interactions", {"user_id": "x", "item_id": "books1", "domain": "books"})
+        assert status == 401
+        assert call(base, "/health")[0] == 200 and call(base, "/openapi.json")[0] == 200
+    finally:
+        app.stop()
+        monkeypatch.delenv(TOKEN_ENV)
+        served["base"] = app.start(served["config"])

@@ -118,3 +118,18 @@ def test_unknown_edge_weights_mode_names_the_field():
 
     with pytest.raises(ConfigError, match="edge_weights"):
         ModelConfig(edge_weights="rating")
+
+
+def test_chunked_aggregation_without_grad_equals_the_one_shot(monkeypatch):
+    from graphtrain.models import gnn
+
+    torch.manual_seed(0)
+    h = torch.randn(30, 4)
+    src, dst = torch.randint(0, 30, (500,)), torch.randint(0, 12, (500,))
+    weights = torch.rand(500)
+    for w in (None, weights):
+        whole = gnn.scatter_mean(h[src], dst, 12, w)
+        monkeypatch.setattr(gnn, "EDGE_CHUNK", 64)
+        with torch.no_grad():
+            torch.testing.assert_close(gnn.aggregate(h, src, dst, 12, w), whole)
+        monkeypatch.setattr(gnn, "EDGE_CHUNK", 1 << 20)

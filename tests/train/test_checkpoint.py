@@ -129,3 +129,17 @@ def test_warm_start_keeps_old_rows_and_initialises_appended_ids(tmp_path):
     wider = MigrationGNN(ModelConfig(embedding_dim=8), {"user": 4, "item@a": 2, "item@b": 3}, "a", "b")
     with pytest.raises(ArtifactError, match="same model shape"):
         checkpoint.warm_start_state(str(tmp_path), wider, new_users, new_items)
+
+
+@pytest.mark.parametrize("damage", ["truncate", "delete", "garbage"])
+def test_a_damaged_checkpoint_fails_at_load_naming_the_file(tmp_path, damage):
+    _run_with_two_epochs(tmp_path)
+    weights = tmp_path / checkpoint.dir_name(0) / "model.pt"
+    if damage == "truncate":
+        weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    elif damage == "delete":
+        weights.unlink()
+    else:
+        weights.write_bytes(b"not a checkpoint")
+    with pytest.raises(ArtifactError, match=r"model\.pt.*(cannot be read|missing)"):
+        checkpoint.load_model(str(tmp_path))

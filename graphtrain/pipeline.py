@@ -7,7 +7,10 @@ Workdir layout (DESIGN.md): ``dataset/``, ``partitions/``, ``checkpoints/``,
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
+import os
 import tempfile
 import time
 import urllib.parse
@@ -35,44 +38,127 @@ class Workdir:
         return cls(**{name: storage.join(root, name) for name in cls.__dataclass_fields__})
 
 
+# Written into each stage's artifact by `run`: what it was made from. A rerun skips a
+# stage whose committed artifact carries the fingerprint the stage would write now.
+FINGERPRINT = "_fingerprint.json"
+
+
+def _settings(config, *drop: str) -> dict:
+    """A stage config's fields as JSON-able values, less the paths ``drop`` names."""
+    values = dataclasses.asdict(config)
+    return {k: v for k, v in values.items() if k not in drop}
+
+
+def input_listing(inputs) -> list:
+    """(uri, path, size, mtime) of every input file: a changed, added or removed file
+    changes the ingest fingerprint."""
+    import pyarrow.fs as pafs
+
+    listing = []
+    for uri in inputs:
+        fs, path = storage.filesystem(uri)
+        info = fs.get_file_info(path)
+        infos = fs.get_file_info(pafs.FileSelector(path, recursive=True)) if info.type == pafs.FileType.Directory else [info]
+        listing += sorted([uri, i.path, i.size, i.mtime_ns] for i in infos if i.type == pafs.FileType.File)
+    return listing
+
+
+def fingerprint(stage: str, settings: dict, upstream: str = "") -> str:
+    text = json.dumps({"stage": stage, "settings": settings, "upstream": upstream}, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _recorded(uri: str) -> str | None:
+    try:
+        return storage.read_json(storage.join(uri, FINGERPRINT)).get("fingerprint")
+    except (OSError, ValueError):
+        return None
+
+
+def _record(uri: str, stage: str, fp: str) -> None:
+    storage.write_json(storage.join(uri, FINGERPRINT), {"stage": stage, "fingerprint": fp,
+                                                        "written_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+
+
+def _set_aside_stale_checkpoints(uri: str, fp: str, log) -> None:
+    """Checkpoints of another config must not be resumed: move them beside, kept."""
+    if not storage.exists(uri):
+        return
+    old = _recorded(uri)
+    if old == fp:
+        return
+    aside = f"{uri.rstrip('/')}-{old or 'earlier'}-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}"
+    if storage.is_local(uri):
+        os.rename(storage.local_path(uri), storage.local_path(aside))
+    else:  # object stores have no rename: copy, then delete
+        import pyarrow.fs as pafs
+
+        fs, path = storage.filesystem(uri)
+        pafs.copy_files(path, storage.filesystem(aside)[1], source_filesystem=fs, destination_filesystem=fs)
+        fs.delete_dir(path)
+    log(f"   the config changed since {uri} was written: training starts over; the old checkpoints are in {aside}")
+
+
 def run(config: RunConfig, log=print) -> dict:
-    """ingest -> partition -> train -> export -> evaluate; returns the report."""
+    """ingest -> partition -> train -> export -> evaluate; returns the report.
+
+    Rerun on the same workdir, it skips every stage whose artifact was made from the
+    same inputs and settings (a fingerprint in each artifact), resumes a training run
+    that was cut short, and redoes a stage and all after it when anything it depends
+    on changed."""
     from graphtrain.data.ingest import format_summary, ingest
-    from graphtrain.eval.evaluate import evaluate, format_table
+    from graphtrain.eval.evaluate import REPORT, evaluate, format_table
     from graphtrain.graph.partition import partition
     from graphtrain.inference.export import export
     from graphtrain.ray_env import ensure_ray
+    from graphtrain.train import checkpoint
     from graphtrain.train.trainer import check_resources, train
 
     work = Workdir.at(config.workdir)
     timings = {}
+    train_config = config.train_config(dataset=work.dataset, partitions=work.partitions, output=work.checkpoints)
+    eval_config = EvalConfig(dataset=work.dataset, model=work.model, output=work.reports)
     # Before ingest and partition: a run the cluster cannot hold fails now, not at train.
     ensure_ray()
-    check_resources(config.train_config(dataset=work.dataset, partitions=work.partitions, output=work.checkpoints))
+    check_resources(train_config)
 
-    def stage(name, fn):
+    def stage(name, uri, fp, fn, done=None):
+        """Run ``fn`` unless ``uri`` already holds its output for fingerprint ``fp``."""
+        finished = (done or storage.is_committed)(uri)
+        if finished and _recorded(uri) == fp:
+            log(f"== {name}: up to date ({fp}), skipped")
+            timings[name] = 0.0
+            return None
         log(f"== {name}")
         started = time.perf_counter()
         result = fn()
         timings[name] = round(time.perf_counter() - started, 2)
+        _record(uri, name, fp)
         return result
 
-    meta = stage(
-        "ingest",
-        lambda: ingest(config.ingest_config(output=work.dataset)),
-    )
-    log(format_summary(meta))
-    stage(
-        "partition",
-        lambda: partition(config.partition_config(dataset=work.dataset, output=work.partitions)),
-    )
-    trained = stage(
-        "train",
-        lambda: train(config.train_config(dataset=work.dataset, partitions=work.partitions, output=work.checkpoints)),
-    )
-    log(f"checkpoint {trained['checkpoint']}")
-    stage("export", lambda: export(work.dataset, work.checkpoints, work.model))
-    report = stage("evaluate", lambda: evaluate(EvalConfig(dataset=work.dataset, model=work.model, output=work.reports)))
+    ingest_fp = fingerprint("ingest", {**_settings(config.ingest_config(output=work.dataset), "output"),
+                                       "files": input_listing(config.inputs)})
+    meta = stage("ingest", work.dataset, ingest_fp, lambda: ingest(config.ingest_config(output=work.dataset)))
+    log(format_summary(meta or storage.read_json(storage.join(work.dataset, "meta.json"))))
+    partition_config = config.partition_config(dataset=work.dataset, output=work.partitions)
+    partition_fp = fingerprint("partition", _settings(partition_config, "dataset", "output"), ingest_fp)
+    stage("partition", work.partitions, partition_fp, lambda: partition(partition_config))
+
+    train_fp = fingerprint("train", _settings(train_config, "dataset", "partitions", "output"), partition_fp)
+
+    def train_fresh_or_resumed():
+        _set_aside_stale_checkpoints(work.checkpoints, train_fp, log)
+        _record(work.checkpoints, "train", train_fp)  # first: a cut-short run resumes, not restarts
+        return train(train_config)
+
+    latest = storage.join(work.checkpoints, checkpoint.LATEST)
+    stage("train", work.checkpoints, train_fp, train_fresh_or_resumed, done=lambda uri: storage.exists(latest))
+    log(f"checkpoint {storage.read_json(latest)['checkpoint']}")
+    export_fp = fingerprint("export", storage.read_json(latest), train_fp)
+    stage("export", work.model, export_fp, lambda: export(work.dataset, work.checkpoints, work.model))
+    evaluate_fp = fingerprint("evaluate", _settings(eval_config, "dataset", "model", "output"), export_fp)
+    report = stage("evaluate", work.reports, evaluate_fp, lambda: evaluate(eval_config))
+    report = report or storage.read_json(storage.join(work.reports, REPORT))
     report["stage_seconds"] = timings
     log(format_table(report))
     return report

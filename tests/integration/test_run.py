@@ -25,13 +25,11 @@ def test_run_then_serve_over_http(ray_session, tmp_path):
     raw = tmp_path / "raw"
     write_logs(logs, str(raw))
     workdir = tmp_path / "work"
-    report = run(
-        RunConfig(
-            inputs=[str(raw)], source_domain="books", target_domain="movies", workdir=str(workdir),
-            workers=2, epochs=3, num_parts=1, model=ModelConfig(embedding_dim=32, edge_weights="weight"),
-        ),
-        log=lambda *_: None,
+    config = RunConfig(
+        inputs=[str(raw)], source_domain="books", target_domain="movies", workdir=str(workdir),
+        workers=2, epochs=3, num_parts=1, model=ModelConfig(embedding_dim=32, edge_weights="weight"),
     )
+    report = run(config, log=lambda *_: None)
     for name in ("dataset", "partitions", "checkpoints", "model", "reports"):
         assert (workdir / name).is_dir(), name
     on_disk = json.loads((workdir / "reports" / "report.json").read_text())
@@ -80,3 +78,30 @@ def test_run_then_serve_over_http(ray_session, tmp_path):
         assert err.value.code == 404
     finally:
         app.stop()
+
+
+
+def test_a_rerun_skips_what_is_done_and_redoes_what_changed(ray_session, tmp_path):
+    import dataclasses
+
+    spec = SyntheticSpec(num_users=300, items_per_domain=80, seed=4)
+    raw = tmp_path / "raw"
+    write_logs(generate(spec), str(raw))
+    workdir = tmp_path / "work"
+    config = RunConfig(inputs=[str(raw)], source_domain="books", target_domain="movies", workdir=str(workdir),
+                       workers=1, epochs=2, model=ModelConfig(embedding_dim=8))
+    first = run(config, log=lambda *_: None)
+    lines: list[str] = []
+    again = run(config, log=lines.append)
+    stages = ("ingest", "partition", "train", "export", "evaluate")
+    assert [s for s in stages if any(line.startswith(f"== {s}: up to date") for line in lines)] == list(stages)
+    assert again["stage_seconds"] == dict.fromkeys(stages, 0.0)
+    assert {k: v for k, v in again.items() if k != "stage_seconds"} == {k: v for k, v in first.items() if k != "stage_seconds"}
+
+    lines.clear()
+    longer = run(dataclasses.replace(config, epochs=3), log=lines.append)  # a training setting changed
+    skipped = [s for s in stages if any(line.startswith(f"== {s}: up to date") for line in lines)]
+    assert skipped == ["ingest", "partition"]
+    assert longer["train"]["epochs"] == 3
+    aside = [p for p in os.listdir(tmp_path / "work") if p.startswith("checkpoints-")]
+    assert len(aside) == 1 and os.path.exists(tmp_path / "work" / aside[0] / "latest.json")  # the old run is kept

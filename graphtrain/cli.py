@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 
@@ -88,6 +89,8 @@ def model_from_args(args: argparse.Namespace):
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="graphtrain", description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="show Ray's, DGL's and every worker's own output (default: graphtrain's lines and warnings)")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("demo", help="whole pipeline on generated data, then serve and query it")
@@ -304,6 +307,11 @@ def _models(args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.verbose:  # children (Ray workers, job drivers) read it from the environment
+        os.environ["GRAPHTRAIN_VERBOSE"] = "1"
+    # graphtrain's own progress lines; other libraries' loggers stay at WARNING.
+    logging.basicConfig(format="%(message)s", level=logging.WARNING)
+    logging.getLogger("graphtrain").setLevel(logging.INFO)
     try:
         dispatch(args)
     except GraphtrainError as exc:

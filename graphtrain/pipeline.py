@@ -149,7 +149,7 @@ def run(config: RunConfig, log=print) -> dict:
     def train_fresh_or_resumed():
         _set_aside_stale_checkpoints(work.checkpoints, train_fp, log)
         _record(work.checkpoints, "train", train_fp)  # first: a cut-short run resumes, not restarts
-        return train(train_config)
+        return train(train_config, log=log)
 
     latest = storage.join(work.checkpoints, checkpoint.LATEST)
     stage("train", work.checkpoints, train_fp, train_fresh_or_resumed, done=lambda uri: storage.exists(latest))
@@ -160,6 +160,7 @@ def run(config: RunConfig, log=print) -> dict:
     report = stage("evaluate", work.reports, evaluate_fp, lambda: evaluate(eval_config))
     report = report or storage.read_json(storage.join(work.reports, REPORT))
     report["stage_seconds"] = timings
+    log("stages: " + ", ".join(f"{name} {seconds:.1f} s" for name, seconds in timings.items()))
     log(format_table(report))
     return report
 
@@ -175,7 +176,6 @@ def demo(workdir: str | None = None, epochs: int = 5, port: int | None = None, l
 
     from graphtrain.data.dataset import Dataset
     from graphtrain.data.synthetic import SyntheticSpec, generate, source_only_users, write_logs
-    from graphtrain.eval.evaluate import format_table
     from graphtrain.ray_env import ensure_ray
     from graphtrain.serve import app
 
@@ -219,8 +219,8 @@ def demo(workdir: str | None = None, epochs: int = 5, port: int | None = None, l
         items = ", ".join(f"{i['item_id']} ({i['score']:.2f})" for i in answer["items"])
         log(f"{label:<11} user {answer['user_id']:<14} reason {answer['reason']:<9} {items}")
     log("")
-    log(f"== evaluation on {spec.target_domain} (full ranking; *_sampled: 1 vs 999 sampled items), report {storage.join(work.reports, 'report.json')}")
-    log(format_table(report))
+    log(f"evaluation above: {spec.target_domain}, full ranking; *_sampled: 1 vs 999 sampled items")
+    log(f"artifacts in {workdir}: dataset/ partitions/ checkpoints/ model/ reports/report.json")
     return {"report": report, "answers": answers, "workdir": workdir}
 
 

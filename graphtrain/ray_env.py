@@ -101,20 +101,47 @@ def wait_for_resources(need: dict[str, float], wait_s: float, poll_s: float = 2.
         time.sleep(poll_s)
 
 
+# Set (by `graphtrain --verbose`, or by hand) to see Ray's, DGL's and every worker's
+# own output; by default a run prints graphtrain's lines and real warnings only.
+VERBOSE_ENV = "GRAPHTRAIN_VERBOSE"
+
+
+def verbose() -> bool:
+    return os.environ.get(VERBOSE_ENV, "").strip().lower() not in ("", "0", "false", "no")
+
+
+def quiet_ray_data() -> None:
+    """Ray Data's per-dataset progress and execution-plan lines, off unless verbose
+    (call after ``import ray.data``, which configures its loggers)."""
+    if verbose():
+        return
+    import logging
+
+    import ray.data
+
+    ray.data.DataContext.get_current().enable_progress_bars = False
+    # ERROR: Ray Data warns, at every dataset, that its progress bars are off.
+    logging.getLogger("ray.data").setLevel(logging.ERROR)
+
+
 def ensure_ray(num_cpus: int | None = None):
-    """Initialise Ray once per process and return the ``ray`` module."""
+    """Initialise Ray once per process and return the ``ray`` module. Workers' output
+    reaches this process only when verbose (errors still do, as exceptions)."""
+    import logging
+
     import ray
 
     if ray.is_initialized():
         return ray
     for key, value in TRAIN_ENV.items():
         os.environ.setdefault(key, value)
+    quiet = {"log_to_driver": verbose(), "logging_level": logging.INFO if verbose() else logging.WARNING}
     if os.environ.get("RAY_ADDRESS"):
         # Ray refuses a driver runtime_env that sets a variable the job's runtime_env
         # also sets ("Failed to merge the Job's runtime env"): add only the others.
         job_env = job_env_vars()
         extra = {k: v for k, v in worker_env().items() if k not in job_env}
-        ray.init(runtime_env={"env_vars": extra} if extra else None, log_to_driver=True)
+        ray.init(runtime_env={"env_vars": extra} if extra else None, **quiet)
         return ray
     # A local instance that we start and stop ourselves: loopback only, no token auth.
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
@@ -127,5 +154,6 @@ def ensure_ray(num_cpus: int | None = None):
         include_dashboard=False,
         _node_ip_address="127.0.0.1",
         runtime_env={"env_vars": worker_env()},
+        **quiet,
     )
     return ray

@@ -113,6 +113,10 @@ def _read_files(ray, config: IngestConfig, work: buckets.Work, files: list, n_bu
     task; the driver gets one small report per file."""
     import ray.data
 
+    from graphtrain.ray_env import quiet_ray_data
+
+    quiet_ray_data()
+
     allowed = _allowed_domains(config)
     input_fs_uri = config.inputs[0]
 

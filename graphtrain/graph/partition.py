@@ -56,7 +56,7 @@ def partition(config: PartitionConfig) -> dict:
     # DGL servers publish their partition in shared memory under the graph name:
     # a name unique to this artifact keeps runs on one machine from colliding.
     graph_name = f"graphtrain-{uuid.uuid4().hex[:12]}"
-    with storage.atomic_artifact(config.output) as staging:
+    with storage.atomic_artifact(config.output) as staging, _dgl_prints_unless_verbose():
         node_map, edge_map = dgl.distributed.partition_graph(
             graph,
             graph_name,
@@ -76,6 +76,17 @@ def partition(config: PartitionConfig) -> dict:
             {"graph_name": graph_name, "num_parts": config.num_parts, "method": method, "dataset": config.dataset},
         )
     return {"num_parts": config.num_parts, "method": method, "num_edges": int(graph.num_edges())}
+
+
+def _dgl_prints_unless_verbose():
+    """partition_graph prints its progress (and a misleading process-wide "peak mem");
+    keep it for --verbose."""
+    import contextlib
+    import io
+
+    from graphtrain.ray_env import verbose
+
+    return contextlib.nullcontext() if verbose() else contextlib.redirect_stdout(io.StringIO())
 
 
 def _typed_counts(ranges: list) -> np.ndarray:

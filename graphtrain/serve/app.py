@@ -344,7 +344,11 @@ def start(config: ServeConfig, app_name: str = APP_NAME) -> str:
     """Deploy on the current Ray instance (started on demand); returns the base URL."""
     from graphtrain.ray_env import ensure_ray
 
+    from graphtrain.ray_env import verbose
+
     auth.server_token_digest(config.host, config.token_file, config.require_token)  # refuse before starting anything
+    if not verbose():  # Serve's start-up narration, in this process
+        logging.getLogger("ray.serve").setLevel(logging.WARNING)
     ensure_ray()
     _kill_store(app_name)  # a fresh store replays the (possibly newly configured) log
     serve.start(

@@ -9,6 +9,7 @@ output resumes from the last checkpoint (Ray Train restores the run by name).
 from __future__ import annotations
 
 import functools
+import logging
 import tempfile
 import time
 
@@ -45,6 +46,8 @@ def ray_train_loop(loop_config: dict) -> None:
         id_maps = functools.cache(lambda: Dataset.load_id_maps(config.dataset))
 
         def report(epoch, metrics, model, optimizer, history):
+            if rank == 0 and loop_config.get("progress") is not None:
+                loop_config["progress"].put_nowait({k: v for k, v in metrics.items() if isinstance(v, (int, float, str))})
             sparse = model.node_embeddings  # KVStore tables: every worker saves its optimiser share
             if rank != 0 and sparse is None:
                 ray.train.report(metrics)
@@ -95,9 +98,57 @@ def check_resources(config: TrainConfig) -> None:
                       f"Use --workers {int(total.get('CPU', 0)) or 1} or fewer, or add nodes")
 
 
-def train(config: TrainConfig) -> dict:
+def epoch_line(metrics: dict, epochs: int, started: float) -> str:
+    """One progress line per epoch, from rank 0's metrics, with the time left."""
+    done = metrics["epoch"] + 1
+    elapsed = time.perf_counter() - started
+    parts = [f"epoch {done}/{epochs}", f"loss {metrics['loss']:.4f}"]
+    if "valid_ndcg@10" in metrics:
+        parts.append(f"valid ndcg@10 {metrics['valid_ndcg@10']:.4f}")
+    parts += [f"{metrics['seeds_per_s']:,.0f} seeds/s", f"{metrics['epoch_seconds']:.1f} s",
+              f"ETA {elapsed / done * (epochs - done):.0f} s"
+              if done < epochs else "done"]
+    return "   " + "  ".join(parts)
+
+
+def _fit_with_progress(trainer, progress, epochs: int, log) -> object:
+    """``trainer.fit()`` in a thread while this one prints rank 0's epochs as they end."""
+    import queue
+    import threading
+
+    outcome: dict = {}
+    started = time.perf_counter()
+
+    def fit():
+        try:
+            outcome["result"] = trainer.fit()
+        except BaseException as err:  # re-raised below, in the caller's thread
+            outcome["error"] = err
+
+    worker = threading.Thread(target=fit, name="graphtrain-fit", daemon=True)
+    worker.start()
+    while True:
+        alive = worker.is_alive()
+        try:
+            while True:
+                log(epoch_line(progress.get_nowait(), epochs, started))
+        except queue.Empty:
+            pass
+        except Exception:  # the queue's actor gone: progress is best effort
+            pass
+        if not alive:
+            break
+        worker.join(timeout=0.5)
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["result"]
+
+
+def train(config: TrainConfig, log=None) -> dict:
     """Train; returns ``{"checkpoint", "last_checkpoint", "best_epoch", "metrics", "seconds"}``
-    and writes ``latest.json``, which points export at the best validated epoch."""
+    and writes ``latest.json``, which points export at the best validated epoch.
+    ``log`` (default: the ``graphtrain`` logger) gets a line per epoch from rank 0."""
+    from ray.util.queue import Queue
     from ray.train import CheckpointConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
@@ -109,10 +160,12 @@ def train(config: TrainConfig) -> dict:
     parts = read_info(config.partitions)["num_parts"]
     storage_path = storage.local_path(config.output) if storage.is_local(config.output) else config.output
     started = time.perf_counter()
+    log = log or logging.getLogger("graphtrain.train").info
+    progress = Queue(actor_options={"num_cpus": 0})
     with GraphServerGroup(config.partitions, parts, num_clients=config.workers) as servers:
         trainer = TorchTrainer(
             ray_train_loop,
-            train_loop_config={"config": config, "endpoints": servers.endpoints},
+            train_loop_config={"config": config, "endpoints": servers.endpoints, "progress": progress},
             scaling_config=ScalingConfig(
                 num_workers=config.workers, use_gpu=config.gpu,
                 resources_per_worker={"CPU": 1, **node_type_resource(TRAINER_RESOURCE)}
@@ -122,7 +175,10 @@ def train(config: TrainConfig) -> dict:
                 worker_runtime_env=actor_runtime_env(),
             ),
         )
-        result = trainer.fit()
+        try:
+            result = _fit_with_progress(trainer, progress, config.epochs, log)
+        finally:
+            progress.shutdown()
     seconds = time.perf_counter() - started
     if result.checkpoint is None:
         raise RuntimeError(f"training finished without a checkpoint; see the logs under {storage_path}")

@@ -23,6 +23,17 @@ def _floats(text: str) -> tuple[float, ...]:
     return tuple(float(x) for x in text.split(","))
 
 
+def _duration(text: str) -> float:
+    """Seconds from 90, 90s, 30m or 2h."""
+    units = {"s": 1, "m": 60, "h": 3600}
+    try:
+        if text and text[-1].lower() in units:
+            return float(text[:-1]) * units[text[-1].lower()]
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: give seconds, or a number with s, m or h (90s, 30m, 2h)") from None
+
+
 def _key_value(text: str) -> tuple[str, object]:
     key, sep, value = text.partition("=")
     if not sep or not key:
@@ -39,6 +50,8 @@ def _training_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lr-schedule", choices=LR_SCHEDULES, default=TrainConfig.lr_schedule)
     p.add_argument("--patience", type=int, default=TrainConfig.patience,
                    help="stop after N epochs without a better valid NDCG@10 (0: never)")
+    p.add_argument("--time-budget", dest="time_budget_s", type=_duration, default=None,
+                   help="wall-clock limit on training, e.g. 90s, 30m, 2h: no epoch starts that would end past it")
     p.add_argument("--validation-users", type=int, default=TrainConfig.validation_users,
                    help="per-epoch validation scores the valid rows of a seeded sample of this many users")
     p.add_argument("--max-steps-per-epoch", type=int, default=None, help="cap on training steps per epoch (benchmarks)")

@@ -198,6 +198,9 @@ class TrainConfig:
     validation_users: Optional[int] = 5000
     max_steps_per_epoch: Optional[int] = None  # cap on steps per epoch (benchmarks; None: the whole shard)
     patience: int = 3  # stop after this many epochs without a better valid NDCG@10; 0 = never
+    # Wall-clock seconds of training (None: no limit): no epoch starts that would end
+    # past it, by the mean epoch time so far; export then takes the best epoch.
+    time_budget_s: Optional[float] = None
     # Node embedding tables: "replicated" (nn.Embedding on every worker, DDP), "distributed"
     # (DGL KVStore beside the graph partitions, sparse updates) or "auto": distributed once
     # the tables and their Adam moments would exceed `replicated_embeddings_mb` per worker.
@@ -241,6 +244,8 @@ class TrainConfig:
                 raise ConfigError(name, getattr(self, name), "must be >= 1, or None for no cap")
         if self.patience < 0:
             raise ConfigError("patience", self.patience, "must be >= 0 (0 turns early stopping off)")
+        if self.time_budget_s is not None and not self.time_budget_s > 0:
+            raise ConfigError("time_budget_s", self.time_budget_s, "give a positive number of seconds, or None for no limit")
 
 
 @dataclass(frozen=True)
@@ -344,6 +349,7 @@ class RunConfig:
     validation_users: Optional[int] = TrainConfig.validation_users
     max_steps_per_epoch: Optional[int] = TrainConfig.max_steps_per_epoch
     patience: int = TrainConfig.patience
+    time_budget_s: Optional[float] = TrainConfig.time_budget_s
     negatives: str = TrainConfig.negatives
     embeddings: str = TrainConfig.embeddings
     transfer_loss_weight: float = TrainConfig.transfer_loss_weight

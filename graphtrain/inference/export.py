@@ -74,6 +74,7 @@ def export(dataset_uri: str, checkpoint_uri: str, output: str) -> dict:
             "seconds": round(sum(m["epoch_seconds"] for m in history), 3),
             "workers": state.get("workers", 1),
             "device": state.get("device", "cpu"),
+            "stopped": history[-1].get("stopped", "epochs") if history else None,
             "history": history,
         },
     }

@@ -26,7 +26,7 @@ from graphtrain.names import item_type
 from graphtrain.train.data import TrainData
 from graphtrain.train.edges import TrainEdges, load_share, plan_shares
 from graphtrain.train.embeddings import DISTRIBUTED, REPLICATED, KVStoreEmbeddings, placement, set_learning_rate
-from graphtrain.train.validation import Validation, learning_rate_at, should_stop
+from graphtrain.train.validation import Validation, learning_rate_at, should_stop, stop_reason
 
 # report(epoch, metrics, model, optimizer, history) -> None; called after every epoch.
 Reporter = Callable[[int, dict, MigrationGNN, torch.optim.Optimizer, list], None]
@@ -148,8 +148,9 @@ def train_worker(
     if rank == 0:
         sample = data.validation_sample(config.target_domain, config.validation_users, config.seed)
         validation = Validation.of(sample, config.target_domain, config.seed, sampler, source, device, config.validation_users)
+    run_started, epochs_run = time.perf_counter(), 0
     for epoch in range(first_epoch, config.epochs):
-        if should_stop(history, config.patience):
+        if history and should_stop(history, config.patience):  # a resumed run that had already stopped early
             break
         learning_rate = learning_rate_at(config, epoch)
         for group in optimizer.param_groups:
@@ -190,9 +191,15 @@ def train_worker(
             metrics.update(validation(model))
             metrics["valid_seconds"] = time.perf_counter() - started
         history.append(metrics)
+        epochs_run += 1
+        # Rank 0 decides (it holds the validation); the reason goes into this epoch's
+        # metrics, so the checkpoint and the report say why training ended.
+        reason = stop_reason(history, config, time.perf_counter() - run_started, epochs_run) if rank == 0 else None
+        if reason is not None:
+            metrics["stopped"] = reason
         if report is not None:
             report(epoch, metrics, model, optimizer, history)
-        if _stop_everywhere(should_stop(history, config.patience), world_size, device):
+        if _stop_everywhere(reason is not None, world_size, device):
             break
     return history
 

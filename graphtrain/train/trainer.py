@@ -187,7 +187,9 @@ def train(config: TrainConfig, log=None) -> dict:
     # Export the best validated epoch (early stopping's choice); the last one without validation.
     best = best_epoch(history)
     chosen = last if best is None else f"{last.rsplit('/', 1)[0]}/{checkpoint.dir_name(best)}"
-    summary = {"checkpoint": chosen, "last_checkpoint": last, "best_epoch": best, "metrics": result.metrics, "seconds": seconds}
+    summary = {"checkpoint": chosen, "last_checkpoint": last, "best_epoch": best, "metrics": result.metrics, "seconds": seconds,
+               "stopped": history[-1].get("stopped", "epochs") if history else None}
+    log(f"   training stopped: {summary['stopped']}; best epoch {best}")
     # One atomic write: a reader sees the old pointer or the new one, never half of it.
     storage.write_json(storage.join(config.output, checkpoint.LATEST),
                        {"checkpoint": _uri(config.output, chosen), "last": _uri(config.output, last), "best_epoch": best})

@@ -108,6 +108,23 @@ def should_stop(history: list[dict], patience: int) -> bool:
     return patience > 0 and best is not None and history[-1]["epoch"] - best >= patience
 
 
+# Why training ended, recorded on the last epoch's metrics ("stopped").
+STOP_EPOCHS, STOP_PATIENCE, STOP_TIME = "epochs", "early_stopping", "time_budget"
+
+
+def stop_reason(history: list[dict], config: TrainConfig, seconds_so_far: float, epochs_run: int) -> Optional[str]:
+    """Whether to end after the newest epoch of ``history``, and why (None: go on).
+    ``seconds_so_far`` over ``epochs_run`` epochs: this process's training time; the
+    next epoch is expected to last their mean."""
+    if history[-1]["epoch"] + 1 >= config.epochs:
+        return STOP_EPOCHS
+    if should_stop(history, config.patience):
+        return STOP_PATIENCE
+    if config.time_budget_s is not None and seconds_so_far * (1 + 1 / max(epochs_run, 1)) > config.time_budget_s:
+        return STOP_TIME
+    return None
+
+
 def learning_rate_at(config: TrainConfig, epoch: int) -> float:
     if config.lr_schedule == "constant":
         return config.learning_rate

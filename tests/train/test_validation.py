@@ -48,3 +48,23 @@ def test_every_epoch_is_validated_and_training_stops_after_patience(tiny_dataset
     assert all(METRIC in m and 0.0 <= m[METRIC] <= 1.0 for m in history)
     assert len(history) < 40, "a run of 40 epochs at a high constant rate should stop early on this tiny graph"
     assert history[-1]["epoch"] - best_epoch(history) == 1
+    assert history[-1]["stopped"] == "early_stopping" and all("stopped" not in m for m in history[:-1])
+
+
+def test_stop_reasons():
+    from graphtrain.train.validation import stop_reason
+
+    config = _config(epochs=4, patience=2, time_budget_s=100.0)
+    assert stop_reason(_history([0.1, 0.2]), config, 10.0, 2) is None
+    assert stop_reason(_history([0.1, 0.2, 0.3, 0.4]), config, 10.0, 4) == "epochs"
+    assert stop_reason(_history([0.3, 0.2, 0.1]), config, 10.0, 3) == "early_stopping"
+    assert stop_reason(_history([0.1, 0.2]), config, 60.0, 2) is None  # a third epoch would end at 90 s: fine
+    assert stop_reason(_history([0.1, 0.2]), config, 70.0, 2) == "time_budget"  # ... at 105 s: past the budget
+    with pytest.raises(ConfigError, match="time_budget_s"):
+        _config(time_budget_s=0)
+
+
+def test_a_time_budget_ends_training_and_says_so(tiny_dataset):
+    source = LocalGraphSource(train_graph(tiny_dataset))
+    history = train_worker(_config(epochs=20, patience=0, time_budget_s=0.001), tiny_dataset, source)
+    assert len(history) == 1 and history[-1]["stopped"] == "time_budget"

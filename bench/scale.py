@@ -8,7 +8,7 @@ the pipeline's stages one by one, each under ``PeakMemory``:
   partition  PartitionConfig, ``--parts`` partitions, ``--method`` (default auto)
   train      TrainConfig, 2 workers, 1 epoch capped at ``--steps`` steps per epoch,
              validation on ``--validation-users`` users
-  export     the best checkpoint -> model artifact
+  export     the best checkpoint -> model artifact, layer-wise over the partitions
   evaluate   EvalConfig capped at ``--eval-users`` test users per group
   serve      one Serve replica, one /recommend request
 
@@ -92,7 +92,8 @@ def run_size(rows: int, args, work: str) -> dict:
                                  "--max-steps-per-epoch", str(args.steps), "--validation-users", str(args.validation_users)),
            stages)
     stages["train"]["steps"] = args.steps
-    _stage("export", lambda: _cli("export", "--dataset", p["dataset"], "--checkpoint", p["checkpoints"], "--output", p["model"]),
+    _stage("export", lambda: _cli("export", "--dataset", p["dataset"], "--checkpoint", p["checkpoints"], "--output", p["model"],
+                                  "--partitions", p["partitions"]),
            stages)
     _stage("evaluate", lambda: _cli("evaluate", "--dataset", p["dataset"], "--model", p["model"], "--output", p["reports"],
                                     "--max-users", str(args.eval_users)), stages)

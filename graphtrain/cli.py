@@ -181,6 +181,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", required=True)
     p.add_argument("--checkpoint", required=True, help="a checkpoint directory or the checkpoints root")
     p.add_argument("--output", required=True)
+    p.add_argument("--partitions", help="the dataset's partition artifact: Ray tasks infer layer by layer over it "
+                                        "(no process holds the graph); without it, one process does")
 
     p = sub.add_parser("evaluate", help="model artifact -> report.json")
     p.add_argument("--dataset", required=True)
@@ -260,7 +262,9 @@ def dispatch(args: argparse.Namespace) -> None:
     elif args.command == "export":
         from graphtrain.inference.export import export
 
-        manifest = export(args.dataset, args.checkpoint, args.output)
+        partitions = cfg.absolute(args.partitions) if args.partitions else None
+        manifest = export(cfg.absolute(args.dataset), cfg.absolute(args.checkpoint), cfg.absolute(args.output),
+                          partitions=partitions)
         print(f"model {manifest['version']} (epoch {manifest['epoch']}) written to {args.output}")
     elif args.command == "evaluate":
         from graphtrain.eval.evaluate import evaluate, format_table

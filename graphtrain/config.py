@@ -48,13 +48,14 @@ def resolve_paths(config, *names: str) -> None:
         if value is None:
             continue
         if isinstance(value, (tuple, list)):
-            resolved = tuple(_absolute(v) for v in value)
+            resolved = tuple(absolute(v) for v in value)
         else:
-            resolved = _absolute(value)
+            resolved = absolute(value)
         object.__setattr__(config, name, resolved)
 
 
-def _absolute(uri: str) -> str:
+def absolute(uri: str) -> str:
+    """A local path made absolute (against the working directory); a URI with a scheme as given."""
     return storage.local_path(uri) if isinstance(uri, str) and storage.is_local(uri) else uri
 
 

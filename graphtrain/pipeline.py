@@ -155,7 +155,7 @@ def run(config: RunConfig, log=print) -> dict:
     stage("train", work.checkpoints, train_fp, train_fresh_or_resumed, done=lambda uri: storage.exists(latest))
     log(f"checkpoint {storage.read_json(latest)['checkpoint']}")
     export_fp = fingerprint("export", storage.read_json(latest), train_fp)
-    stage("export", work.model, export_fp, lambda: export(work.dataset, work.checkpoints, work.model))
+    stage("export", work.model, export_fp, lambda: export(work.dataset, work.checkpoints, work.model, partitions=work.partitions))
     evaluate_fp = fingerprint("evaluate", _settings(eval_config, "dataset", "model", "output"), export_fp)
     report = stage("evaluate", work.reports, evaluate_fp, lambda: evaluate(eval_config))
     report = report or storage.read_json(storage.join(work.reports, REPORT))

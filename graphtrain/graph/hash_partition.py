@@ -279,7 +279,7 @@ def assemble_partition(work_uri: str, storage_options: dict, part: int, layout: 
                 storage.write_bytes(fs, f"{root}/part{part}/{name}", f.read())
     own_users = user_part == part  # a train worker reads the edges of its partition's users
     train_edges = {"domain": domain[own_users], "user_idx": users[own_users], "item_idx": items[own_users],
-                   "edge_id": dataset_eid[own_users]}
+                   "edge_id": dataset_eid[own_users], "weight": weight[own_users]}
     train_shards.write_partition(fs, root, part, train_edges, item_counts, edge_weights)
     buffer = io.BytesIO()
     np.savez(buffer, **mapping)

@@ -119,8 +119,9 @@ def _write_train_shards(staging: str, dataset: Dataset, graph, node_map: dict, e
     columns: dict[str, list] = {name: [] for name in train_shards.COLUMNS}
     for d_idx, domain in enumerate(domains):
         users, items = dataset.split_edges("train", domain)
-        for name, values in zip(train_shards.COLUMNS, (np.full(len(users), d_idx), users, items, np.arange(len(users)))):
-            columns[name].append(values)
+        values = (np.full(len(users), d_idx), users, items, np.arange(len(users)), dataset.train_edge_weights(domain))
+        for name, column in zip(train_shards.COLUMNS, values):
+            columns[name].append(column)
     edges = {name: np.concatenate(v) if v else np.zeros(0, np.int64) for name, v in columns.items()}
     owner = user_part[edges["user_idx"]]
     popularity = {d: np.bincount(dataset.split_edges("train", d)[1], minlength=dataset.num_items(d)) for d in domains}

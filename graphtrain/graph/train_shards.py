@@ -4,7 +4,8 @@ Beside DGL's files, ``graphtrain partition`` writes per partition ``p``:
 
     train_edges/part-PPPPP.parquet   the train edges whose user is in p: domain (index
                                      into the sorted domains), user_idx, item_idx,
-                                     edge_id (position among the domain's train edges)
+                                     edge_id (position among the domain's train edges),
+                                     weight (the interaction's)
     item_counts/part-PPPPP.npz       ids:<domain>, counts:<domain>: p's items and their
                                      train interactions (popularity, negatives)
     edge_weight/<etype>/part-PPPPP.npy  float32 interaction weight of every edge of
@@ -32,7 +33,7 @@ from graphtrain.names import etype_key
 TRAIN_EDGES = "train_edges"
 ITEM_COUNTS = "item_counts"
 EDGE_WEIGHT = "edge_weight"
-COLUMNS = ("domain", "user_idx", "item_idx", "edge_id")
+COLUMNS = ("domain", "user_idx", "item_idx", "edge_id", "weight")
 
 
 def write_partition(fs: pafs.FileSystem, root: str, part: int, edges: dict[str, np.ndarray],
@@ -42,6 +43,7 @@ def write_partition(fs: pafs.FileSystem, root: str, part: int, edges: dict[str, 
     table = pa.table({
         "domain": np.asarray(edges["domain"], np.int16), "user_idx": np.asarray(edges["user_idx"], np.int64),
         "item_idx": np.asarray(edges["item_idx"], np.int64), "edge_id": np.asarray(edges["edge_id"], np.int64),
+        "weight": np.asarray(edges["weight"], np.float32),
     })
     sink = pa.BufferOutputStream()
     pq.write_table(table, sink)
@@ -79,11 +81,13 @@ def train_edge_counts(partitions_uri: str) -> list[int]:
     return counts
 
 
-def read_train_edges(partitions_uri: str, part: int) -> dict[str, np.ndarray]:
-    """Partition ``part``'s train edges, read from the artifact (local or remote)."""
+def read_train_edges(partitions_uri: str, part: int, columns=COLUMNS, filters=None) -> dict[str, np.ndarray]:
+    """Partition ``part``'s train edges (those matching pyarrow ``filters``), read from
+    the artifact (local or remote)."""
     fs, root = storage.filesystem(partitions_uri)
-    table = pq.read_table(f"{root}/{TRAIN_EDGES}/part-{part:05d}.parquet", columns=list(COLUMNS), filesystem=fs)
-    return {name: table[name].to_numpy() for name in COLUMNS}
+    table = pq.read_table(f"{root}/{TRAIN_EDGES}/part-{part:05d}.parquet", columns=list(columns), filesystem=fs,
+                          filters=filters)
+    return {name: table[name].to_numpy() for name in columns}
 
 
 def item_popularity(partitions_dir: str, domains: list[str], num_items: dict[str, int]) -> dict[str, np.ndarray]:

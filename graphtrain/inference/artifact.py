@@ -106,6 +106,25 @@ def _write_array(staging: str, name: str, array: np.ndarray) -> dict:
     return {"shape": list(array.shape), "dtype": str(array.dtype), "shards": shards}
 
 
+def rows_per_shard(row_shape: tuple, dtype) -> int:
+    """Rows of one shard: at most ``SHARD_BYTES``."""
+    row_bytes = max(np.dtype(dtype).itemsize * int(np.prod(row_shape, dtype=np.int64)), 1)
+    return max(1, SHARD_BYTES // row_bytes)
+
+
+def write_shard(staging_uri: str, name: str, index: int, begin: int, rows: np.ndarray) -> dict:
+    """One shard of array ``name`` (rows [begin, begin + len(rows))) on any storage;
+    returns its manifest entry. Tasks writing disjoint row ranges build one array."""
+    import io
+
+    file = f"{ARRAYS}/{name}/part-{index:05d}.npy"
+    buffer = io.BytesIO()
+    np.save(buffer, np.ascontiguousarray(rows), allow_pickle=False)
+    fs, path = storage.filesystem(storage.join(staging_uri, file))
+    storage.write_bytes(fs, path, buffer.getvalue())
+    return {"file": file, "rows": [begin, begin + len(rows)]}
+
+
 def write(staging: str, *, manifest: dict, users: pd.DataFrame, items: pd.DataFrame, arrays: dict[str, np.ndarray]) -> None:
     users.to_parquet(os.path.join(staging, "users.parquet"), index=False)
     items.to_parquet(os.path.join(staging, "items.parquet"), index=False)

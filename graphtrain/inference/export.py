@@ -42,8 +42,15 @@ def check_finite(arrays: dict[str, np.ndarray], checkpoint_dir: str) -> None:
                                 "training diverged; lower --learning-rate, or export an earlier epoch")
 
 
-def export(dataset_uri: str, checkpoint_uri: str, output: str) -> dict:
-    """Write the model artifact; returns its manifest."""
+def export(dataset_uri: str, checkpoint_uri: str, output: str, partitions: str | None = None) -> dict:
+    """Write the model artifact; returns its manifest. With ``partitions`` (the
+    dataset's partition artifact) Ray tasks write it, layer by layer over the
+    partitions (:mod:`graphtrain.inference.distributed_export`); without, this process
+    runs full-graph inference."""
+    if partitions is not None:
+        from graphtrain.inference.distributed_export import export_distributed
+
+        return export_distributed(dataset_uri, checkpoint_uri, partitions, output)
     dataset = Dataset.load(dataset_uri)
     checkpoint_dir = checkpoint.resolve(checkpoint_uri)
     checkpoint.check_id_maps(checkpoint_dir, dataset.users, dataset.items, dataset_uri)

@@ -79,7 +79,8 @@ class TrainData:
         num_items = {d: int(meta["num_items"][d]) for d in domains}
 
         def load_edges(part: int) -> TrainEdges:
-            return TrainEdges.from_columns(domains, train_shards.read_train_edges(partitions_uri, part))
+            columns = ("domain", "user_idx", "item_idx", "edge_id")  # not the weights
+            return TrainEdges.from_columns(domains, train_shards.read_train_edges(partitions_uri, part, columns))
 
         def sample(domain: str, max_users: Optional[int], seed: int) -> Dataset:
             users = max_users if max_users is not None else int(meta["num_users"])

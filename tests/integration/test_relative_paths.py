@@ -44,7 +44,7 @@ def test_readme_stage_commands_with_relative_paths(ray_session, tmp_path):
     assert any(line.strip().startswith("epoch 1/2  loss") for line in lines), said
     assert any(line.strip().startswith("epoch 2/2  loss") and line.endswith("done") for line in lines), said
     assert len(lines) < 40 and not any("RayTrainWorker" in line or "Reporting training result" in line for line in lines), said
-    _graphtrain(tmp_path, "export", "--dataset", "ds", "--checkpoint", "ckpt", "--output", "model")
+    _graphtrain(tmp_path, "export", "--dataset", "ds", "--checkpoint", "ckpt", "--output", "model", "--partitions", "parts")
     table = _graphtrain(tmp_path, "evaluate", "--dataset", "ds", "--model", "model", "--output", "reports")
     assert "graphtrain" in table and (tmp_path / "reports" / "report.json").exists()
 

@@ -74,10 +74,12 @@ def _training_flags(p: argparse.ArgumentParser) -> None:
 
 def _run_flags(p: argparse.ArgumentParser) -> None:
     """Flags of `run` and `retrain`: RunConfig's fields."""
-    p.add_argument("--input", action="append", required=True, help="logs URI (repeatable)")
-    p.add_argument("--source-domain", required=True)
-    p.add_argument("--target-domain", required=True)
-    p.add_argument("--workdir", required=True)
+    p.add_argument("--config", help="a YAML file of RunConfig fields (a workdir's config.yaml reproduces that run); "
+                                    "flags given as well override it")
+    p.add_argument("--input", action="append", help="logs URI (repeatable; required unless --config gives inputs)")
+    p.add_argument("--source-domain")
+    p.add_argument("--target-domain")
+    p.add_argument("--workdir")
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--epochs", type=int, default=5)
     p.add_argument("--num-parts", type=int, default=1)
@@ -89,6 +91,60 @@ def _run_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--gpu", action="store_true")
     _training_flags(p)
+
+
+def _given(parser: argparse.ArgumentParser, command: str, argv: list[str]) -> set[str]:
+    """The dests of the flags typed on the command line (not left at their defaults)."""
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices[command]
+    typed = {arg.split("=", 1)[0] for arg in argv if arg.startswith("-")}
+    return {a.dest for a in sub._actions if typed & set(a.option_strings)}
+
+
+def run_config_from(args: argparse.Namespace, given: set[str]):
+    """RunConfig from ``--config`` (if any) with the typed flags over it; every other
+    field from the flags' defaults. Unknown keys and missing fields name the fix."""
+    import dataclasses
+
+    import yaml
+
+    from graphtrain import config as cfg
+    from graphtrain.errors import ConfigError
+
+    file: dict = {}
+    if args.config:
+        try:
+            with open(args.config) as f:
+                file = yaml.safe_load(f) or {}
+        except (OSError, yaml.YAMLError) as err:
+            raise ConfigError("config", args.config, f"cannot be read as YAML ({err})") from err
+        if not isinstance(file, dict):
+            raise ConfigError("config", args.config, "must hold a mapping of RunConfig fields")
+    fields = {f.name for f in dataclasses.fields(cfg.RunConfig)}
+    model_fields = {f.name for f in dataclasses.fields(cfg.ModelConfig)}
+    for key in sorted(set(file) - fields):
+        raise ConfigError(key, file[key], f"is not a RunConfig field; use one of {sorted(fields)}")
+    for key in sorted(set(file.get("model") or {}) - model_fields):
+        raise ConfigError(f"model.{key}", file["model"][key], f"is not a ModelConfig field; use one of {sorted(model_fields)}")
+    flags = {**{k: v for k, v in vars(args).items() if k in fields}, "inputs": args.input}
+    typed = given | ({"inputs"} if "input" in given else set())
+    values = {k: v for k, v in flags.items() if k in typed or k not in file}
+    values.update({k: v for k, v in file.items() if k not in typed and k != "model"})
+    model_flags = dataclasses.asdict(model_from_args(args))
+    model_typed = {"embedding_dim", "edge_weights"} & given | ({"lightgcn"} if "layer" in given else set()) \
+        | ({"transfer"} if "transfer" in given else set()) | ({"num_layers"} if "fanouts" in given else set())
+    model_file = dict(file.get("model") or {})
+    if "fanouts" in file and "num_layers" not in model_file:
+        model_file["num_layers"] = len(file["fanouts"])
+    model = {k: v for k, v in model_flags.items() if k in model_typed or k not in model_file}
+    model.update({k: v for k, v in model_file.items() if k not in model_typed})
+    values["model"] = cfg.ModelConfig(**model)
+    for name in ("inputs", "source_domain", "target_domain", "workdir"):
+        if not values.get(name):
+            flag = "--input" if name == "inputs" else "--" + name.replace("_", "-")
+            raise ConfigError(name, None, f"give {flag}, or set {name} in --config")
+    values["inputs"] = tuple(values["inputs"]) if isinstance(values["inputs"], (list, tuple)) else (values["inputs"],)
+    values["fanouts"] = tuple(values["fanouts"])
+    return cfg.RunConfig(**values)
 
 
 def model_from_args(args: argparse.Namespace):
@@ -225,7 +281,7 @@ def config_from_args(cls, args: argparse.Namespace, **values):
     return cls(**{**given, **values})
 
 
-def dispatch(args: argparse.Namespace) -> None:
+def dispatch(args: argparse.Namespace, given: set[str] = frozenset()) -> None:
     from graphtrain import config as cfg
 
     if args.command == "demo":
@@ -235,11 +291,11 @@ def dispatch(args: argparse.Namespace) -> None:
     elif args.command == "run":
         from graphtrain.pipeline import run
 
-        run(config_from_args(cfg.RunConfig, args, inputs=args.input, model=model_from_args(args)))
+        run(run_config_from(args, given))
     elif args.command == "retrain":
         from graphtrain.retrain import retrain
 
-        run_config = config_from_args(cfg.RunConfig, args, inputs=args.input, model=model_from_args(args))
+        run_config = run_config_from(args, given)
         steps = retrain(config_from_args(cfg.RetrainConfig, args, run=run_config))
         print(json.dumps({k: steps[k] for k in ("version", "promoted", "serving", "gate")}, indent=2, default=str))
     elif args.command == "models":
@@ -323,14 +379,16 @@ def _models(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     if args.verbose:  # children (Ray workers, job drivers) read it from the environment
         os.environ["GRAPHTRAIN_VERBOSE"] = "1"
     # graphtrain's own progress lines; other libraries' loggers stay at WARNING.
     logging.basicConfig(format="%(message)s", level=logging.WARNING)
     logging.getLogger("graphtrain").setLevel(logging.INFO)
     try:
-        dispatch(args)
+        dispatch(args, _given(parser, args.command, argv))
     except GraphtrainError as exc:
         print(f"graphtrain {args.command}: error: {exc}", file=sys.stderr)
         return 2

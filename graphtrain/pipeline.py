@@ -99,6 +99,31 @@ def _set_aside_stale_checkpoints(uri: str, fp: str, log) -> None:
     log(f"   the config changed since {uri} was written: training starts over; the old checkpoints are in {aside}")
 
 
+CONFIG_FILE = "config.yaml"
+
+
+def write_config(config: RunConfig, uri: str) -> None:
+    """Every field of ``config``, defaults included, as ``graphtrain run --config``
+    reads it, headed by the versions that ran it."""
+    import yaml
+
+    versions = {"graphtrain": _version("graphtrain"), "ray": _version("ray"), "dgl": _version("dgl"), "torch": _version("torch")}
+    values = json.loads(json.dumps(dataclasses.asdict(config)))  # tuples -> lists
+    text = "# graphtrain run --config this file reproduces the run\n# versions: " + json.dumps(versions) + "\n"
+    text += yaml.safe_dump(values, sort_keys=False)
+    fs, path = storage.filesystem(uri)
+    storage.write_bytes(fs, path, text.encode())
+
+
+def _version(package: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return "unknown"
+
+
 def run(config: RunConfig, log=print) -> dict:
     """ingest -> partition -> train -> export -> evaluate; returns the report.
 
@@ -115,6 +140,7 @@ def run(config: RunConfig, log=print) -> dict:
     from graphtrain.train.trainer import check_resources, train
 
     work = Workdir.at(config.workdir)
+    write_config(config, storage.join(config.workdir, CONFIG_FILE))
     timings = {}
     train_config = config.train_config(dataset=work.dataset, partitions=work.partitions, output=work.checkpoints)
     eval_config = EvalConfig(dataset=work.dataset, model=work.model, output=work.reports)

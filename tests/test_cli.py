@@ -104,3 +104,44 @@ def test_serve_flags_map_onto_the_serve_config():
 def test_bad_serve_value_names_the_field(capsys):
     assert main(["serve", "--model", "m", "--max-replicas", "0", "--min-replicas", "1"]) == 2
     assert "max_replicas=0" in capsys.readouterr().err
+
+
+def test_run_reads_a_config_file_and_typed_flags_override_it(tmp_path, monkeypatch):
+    import pytest
+    import yaml
+
+    from graphtrain.cli import _given, run_config_from
+    from graphtrain.errors import ConfigError
+    from graphtrain.pipeline import write_config
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "run.yaml").write_text(yaml.safe_dump({
+        "inputs": ["logs"], "source_domain": "books", "target_domain": "movies", "workdir": "w",
+        "epochs": 7, "workers": 1, "fanouts": [4, 4, 4], "model": {"embedding_dim": 16, "lightgcn": False},
+    }))
+
+    def config(*argv):
+        argv = ["run", "--config", "run.yaml", *argv]
+        parser = build_parser()
+        return run_config_from(parser.parse_args(argv), _given(parser, "run", argv))
+
+    from_file = config()
+    assert from_file.epochs == 7 and from_file.workers == 1 and from_file.fanouts == (4, 4, 4)
+    assert from_file.model.embedding_dim == 16 and not from_file.model.lightgcn and from_file.model.num_layers == 3
+    assert from_file.inputs == (str(tmp_path / "logs"),) and from_file.batch_size == 1024  # the rest: defaults
+    overridden = config("--epochs", "5", "--embedding-dim=8", "--input", "other")
+    assert overridden.epochs == 5 and overridden.model.embedding_dim == 8 and overridden.inputs == (str(tmp_path / "other"),)
+    assert overridden.workers == 1 and not overridden.model.lightgcn  # untyped flags leave the file's values
+
+    # A workdir's config.yaml reproduces the run: every field, read back the same.
+    write_config(overridden, str(tmp_path / "config.yaml"))
+    parser = build_parser()
+    again = run_config_from(parser.parse_args(["run", "--config", "config.yaml"]), set())
+    assert again == overridden
+
+    (tmp_path / "bad.yaml").write_text("epochs: 3\nepoches: 4\n")
+    with pytest.raises(ConfigError, match="epoches.*not a RunConfig field"):
+        run_config_from(build_parser().parse_args(["run", "--config", "bad.yaml"]), set())
+    (tmp_path / "partial.yaml").write_text("epochs: 3\n")
+    with pytest.raises(ConfigError, match="--input"):
+        run_config_from(build_parser().parse_args(["run", "--config", "partial.yaml"]), set())

@@ -121,10 +121,13 @@ def run_config_from(args: argparse.Namespace, given: set[str]):
             raise ConfigError("config", args.config, "must hold a mapping of RunConfig fields")
     fields = {f.name for f in dataclasses.fields(cfg.RunConfig)}
     model_fields = {f.name for f in dataclasses.fields(cfg.ModelConfig)}
-    for key in sorted(set(file) - fields):
-        raise ConfigError(key, file[key], f"is not a RunConfig field; use one of {sorted(fields)}")
-    for key in sorted(set(file.get("model") or {}) - model_fields):
-        raise ConfigError(f"model.{key}", file["model"][key], f"is not a ModelConfig field; use one of {sorted(model_fields)}")
+    unknown = sorted(set(file) - fields)
+    if unknown:
+        raise ConfigError(unknown[0], file[unknown[0]], f"is not a RunConfig field; use one of {sorted(fields)}")
+    unknown = sorted(set(file.get("model") or {}) - model_fields)
+    if unknown:
+        raise ConfigError(f"model.{unknown[0]}", file["model"][unknown[0]],
+                          f"is not a ModelConfig field; use one of {sorted(model_fields)}")
     flags = {**{k: v for k, v in vars(args).items() if k in fields}, "inputs": args.input}
     typed = given | ({"inputs"} if "input" in given else set())
     values = {k: v for k, v in flags.items() if k in typed or k not in file}

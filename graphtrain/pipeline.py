@@ -50,17 +50,13 @@ def _settings(config, *drop: str) -> dict:
 
 
 def input_listing(inputs) -> list:
-    """(uri, path, size, mtime) of every input file: a changed, added or removed file
-    changes the ingest fingerprint."""
-    import pyarrow.fs as pafs
+    """(path, size, mtime) of every file ingest reads (``expand_inputs``): a changed,
+    added or removed input file changes the ingest fingerprint."""
+    from graphtrain.data.ingest import expand_inputs
 
-    listing = []
-    for uri in inputs:
-        fs, path = storage.filesystem(uri)
-        info = fs.get_file_info(path)
-        infos = fs.get_file_info(pafs.FileSelector(path, recursive=True)) if info.type == pafs.FileType.Directory else [info]
-        listing += sorted([uri, i.path, i.size, i.mtime_ns] for i in infos if i.type == pafs.FileType.File)
-    return listing
+    paths = sorted(p for found in expand_inputs(tuple(inputs)).values() for p in found)
+    fs, _ = storage.filesystem(inputs[0])  # ingest takes all inputs from one filesystem
+    return [[i.path, i.size, i.mtime_ns] for i in fs.get_file_info(paths)]
 
 
 def fingerprint(stage: str, settings: dict, upstream: str = "") -> str:

@@ -119,6 +119,13 @@ def write_json(uri: str, obj: dict) -> None:
         f.write(data)
 
 
+def list_parquet(fs: pafs.FileSystem, directory: str) -> list[str]:
+    """Parquet files directly under ``directory`` (a path in ``fs``), sorted; none
+    when it is missing."""
+    infos = fs.get_file_info(pafs.FileSelector(directory, allow_not_found=True))
+    return sorted(i.path for i in infos if i.type == pafs.FileType.File and i.path.endswith(".parquet"))
+
+
 def prepare_parent(fs: pafs.FileSystem, path: str) -> None:
     """Create ``path``'s folder where the filesystem has folders (object stores do not)."""
     if isinstance(fs, pafs.LocalFileSystem):

@@ -79,12 +79,6 @@ def write_table(fs: pafs.FileSystem, path: str, table: pa.Table) -> None:
     pq.write_table(table, path, filesystem=fs)
 
 
-def list_files(fs: pafs.FileSystem, directory: str) -> list[str]:
-    """Parquet files directly under ``directory``, sorted; none when it is missing."""
-    infos = fs.get_file_info(pafs.FileSelector(directory, allow_not_found=True))
-    return sorted(i.path for i in infos if i.type == pafs.FileType.File and i.path.endswith(".parquet"))
-
-
 def read_tables(fs: pafs.FileSystem, paths: list[str], schema_: pa.Schema | None = None) -> pa.Table:
     tables = [pq.read_table(p, filesystem=fs) for p in paths]
     if not tables:
@@ -197,7 +191,7 @@ def _write_kept(work: Work, fs, round_: int, b: int, rows: pd.DataFrame) -> None
 def dedupe_bucket(work: Work, b: int, mode: str, min_interactions: int) -> dict:
     """One row per (user, item, domain) in bucket ``b``: ``kept/r000``."""
     fs, _ = work.fs()
-    rows = read_tables(fs, list_files(fs, work.scratch("rows", f"b{b:05d}")), ROW_SCHEMA).to_pandas()
+    rows = read_tables(fs, storage.list_parquet(fs, work.scratch("rows", f"b{b:05d}")), ROW_SCHEMA).to_pandas()
     if rows.empty:  # a bucket no user hashed to
         kept = rows
     else:
@@ -227,7 +221,7 @@ def kcore_round(work: Work, b: int, round_: int, k: int) -> dict:
     mine = rows[["domain", "item_id"]].drop_duplicates()
     wanted = pa.Table.from_pandas(mine, preserve_index=False)
     totals = None
-    for path in list_files(fs, _item_counts_dir(work, round_)):
+    for path in storage.list_parquet(fs, _item_counts_dir(work, round_)):
         counts = pq.read_table(path, filesystem=fs)
         counts = counts.join(wanted, keys=["domain", "item_id"], join_type="inner").to_pandas()
         totals = counts if totals is None else pd.concat([totals, counts]).groupby(["domain", "item_id"], as_index=False)["n"].sum()
@@ -303,7 +297,7 @@ def _range_keys(work: Work, kind: str, r: int) -> tuple[pd.DataFrame, pd.DataFra
     """(known keys with their index, new keys sorted, bucket -> its keys)."""
     fs, _ = work.fs()
     known, found = [], {}
-    for path in list_files(fs, work.scratch("pieces", kind, f"r{r:05d}")):
+    for path in storage.list_parquet(fs, work.scratch("pieces", kind, f"r{r:05d}")):
         name = os.path.basename(path)[: -len(".parquet")]
         table = pq.read_table(path, filesystem=fs).to_pandas()
         if name.startswith("known"):
@@ -414,7 +408,7 @@ class SplitPlan:
 
 def _lookup(work: Work, fs, kind: str, b: int, keys: np.ndarray) -> np.ndarray:
     empty = pa.schema([("key", pa.large_string()), ("idx", pa.int64())])
-    maps = read_tables(fs, list_files(fs, work.scratch("maps", kind, f"b{b:05d}")), empty).to_pandas()
+    maps = read_tables(fs, storage.list_parquet(fs, work.scratch("maps", kind, f"b{b:05d}")), empty).to_pandas()
     position = pd.Index(maps["key"]).get_indexer(keys)
     if (position < 0).any():
         raise RuntimeError(f"bucket {b}: {int((position < 0).sum())} {kind} keys have no index (a lost map piece)")

@@ -44,12 +44,14 @@ SORT = {USERS: ["user_idx"], ITEMS: ["domain", "item_idx"]}
 def map_files(uri: str, kind: str, storage_options: dict | None = None) -> list[str]:
     """Paths, inside the artifact's filesystem, of its ``users`` or ``items`` map:
     the shards of ``kind/``, or the single ``kind.parquet`` of older datasets."""
-    import pyarrow.fs as pafs
-
     fs, root = storage.filesystem(uri, storage_options)
-    shards = fs.get_file_info(pafs.FileSelector(f"{root}/{kind}", allow_not_found=True))
-    found = sorted(i.path for i in shards if i.type == pafs.FileType.File and i.path.endswith(".parquet"))
-    return found or [f"{root}/{kind}.parquet"]
+    return storage.list_parquet(fs, f"{root}/{kind}") or [f"{root}/{kind}.parquet"]
+
+
+def edge_files(uri: str, storage_options: dict | None = None):
+    """(filesystem, sorted paths in it) of the artifact's edge shards."""
+    fs, root = storage.filesystem(uri, storage_options)
+    return fs, storage.list_parquet(fs, f"{root}/{EDGES}")
 
 
 def _read_map(root: str, kind: str) -> pd.DataFrame:
@@ -102,13 +104,10 @@ class Dataset:
         one edge file at a time: memory holds one file and the sample, never the
         table. The id maps are left empty; indices are the dataset's."""
         import pyarrow.compute as pc
-        import pyarrow.fs as pafs
         import pyarrow.parquet as pq
 
         storage.require_artifact(uri, "ingest", storage_options)
-        fs, root = storage.filesystem(uri, storage_options)
-        infos = fs.get_file_info(pafs.FileSelector(f"{root}/{EDGES}", allow_not_found=True))
-        files = sorted(i.path for i in infos if i.type == pafs.FileType.File and i.path.endswith(".parquet"))
+        fs, files = edge_files(uri, storage_options)
 
         def rows_of(path: str, columns: list[str]):
             table = pq.read_table(path, columns=columns, filesystem=fs)

@@ -14,7 +14,7 @@ import pandas as pd
 
 from graphtrain import storage
 from graphtrain.config import EvalConfig
-from graphtrain.data.dataset import Dataset
+from graphtrain.data.dataset import Dataset, edge_files
 from graphtrain.inference.artifact import MANIFEST, ModelArtifact
 from graphtrain.seeded_hash import hash_ids
 from graphtrain.ranking.cases import NUM_NEGATIVES, SampledCases
@@ -115,12 +115,8 @@ _BUCKET_FILE = re.compile(r"part-(\d{3})-\d{5}\.parquet$")
 def _domain_files(dataset_uri: str, domain: str) -> list[list[str]]:
     """Groups of edge files (paths in the dataset's filesystem) such that each holds
     every ``domain`` row of its users."""
-    import pyarrow.fs as pafs
-
     meta = storage.read_json(storage.join(dataset_uri, "meta.json"))
-    fs, root = storage.filesystem(dataset_uri)
-    infos = fs.get_file_info(pafs.FileSelector(f"{root}/edges", allow_not_found=True))
-    files = sorted(i.path for i in infos if i.type == pafs.FileType.File and i.path.endswith(".parquet"))
+    _, files = edge_files(dataset_uri)
     matches = [_BUCKET_FILE.search(f) for f in files]
     if files and all(matches):
         index = sorted(meta["domains"]).index(domain)

@@ -13,8 +13,7 @@ from typing import Iterator
 from graphtrain import storage
 from graphtrain.errors import GraphServerError
 from graphtrain.graph.dgl_compat import import_dgl
-from graphtrain.graph.partition import PART_CONFIG, IdMapping, read_info
-from graphtrain.graph.train_shards import TRAIN_EDGES
+from graphtrain.graph.partition import PART_CONFIG, IdMapping, read_info, reader_skips
 from graphtrain.graph.sampling import DistGraphSource
 from graphtrain.graph.servers import ServerEndpoints
 from graphtrain.graph.typed_csc import typed_in_csc
@@ -78,12 +77,6 @@ def _ray_node_id():
     return ray.get_runtime_context().get_node_id() if ray.is_initialized() else None
 
 
-def client_skips(relative: str) -> bool:
-    """Files of a partition artifact a DistGraph client does not download."""
-    first = relative.split("/", 1)[0]
-    return (first.startswith("part") and first[4:].isdigit()) or first == TRAIN_EDGES
-
-
 @contextlib.contextmanager
 def dist_graph_client(endpoints: ServerEndpoints, partitions_uri: str) -> Iterator[DistGraphSource]:
     """Connect to the graph servers at ``endpoints``.
@@ -105,7 +98,7 @@ def dist_graph_client(endpoints: ServerEndpoints, partitions_uri: str) -> Iterat
         # The client reads the partition book, the node maps, per-item counts and edge
         # weights; each partition's graph stays with its server, and a train worker
         # reads its own train edges from the artifact itself.
-        partitions_dir = storage.materialize(partitions_uri, skip=client_skips)
+        partitions_dir = storage.materialize(partitions_uri, skip=reader_skips())
         local = endpoints.local_partition(_ray_node_id())
         name = endpoints.shared_memory_name(read_info(partitions_uri)["graph_name"], local)
         # Used when no local partition is in shared memory (a node without a server).

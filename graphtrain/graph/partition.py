@@ -16,12 +16,13 @@ from __future__ import annotations
 import glob
 import os
 import uuid
+from typing import Callable
 
 import numpy as np
 
 from graphtrain import storage
 from graphtrain.config import PartitionConfig
-from graphtrain.data.dataset import Dataset
+from graphtrain.data.dataset import Dataset, edge_files
 from graphtrain.graph.build import train_graph
 from graphtrain.graph.dgl_compat import import_dgl
 from graphtrain.names import USER, etype_key
@@ -33,6 +34,21 @@ METIS_MAX_TRAIN_EDGES = 5_000_000
 PART_CONFIG = "graph.json"
 INFO = "graphtrain_partition.json"
 MAPPING_DIR = "id_mapping"  # the hash partitioner's per-partition slices
+
+
+def reader_skips(keep: int | None = None) -> Callable[[str], bool]:
+    """For ``storage.materialize(skip=...)``: the files of a partition artifact that a
+    reader (a DistGraph client, an inference task) does not download: every
+    partition's graph but ``keep``'s (the servers hold them), and the train edges
+    (read in place from the artifact)."""
+    from graphtrain.graph.train_shards import TRAIN_EDGES
+
+    def skip(relative: str) -> bool:
+        first = relative.split("/", 1)[0]
+        is_graph = first.startswith("part") and first[4:].isdigit()
+        return (is_graph and first != f"part{keep}") or first == TRAIN_EDGES
+
+    return skip
 
 
 def choose_method(config: PartitionConfig) -> str:
@@ -89,9 +105,26 @@ def _dgl_prints_unless_verbose():
     return contextlib.nullcontext() if verbose() else contextlib.redirect_stdout(io.StringIO())
 
 
-def _typed_counts(ranges: list) -> np.ndarray:
-    """Per partition, how many ids of one type: the lengths of its homogeneous ranges."""
-    return np.array([end - start for start, end in ranges], dtype=np.int64)
+class TypedRanges:
+    """Each partition's range of per-type (graph) ids, for every node or edge type,
+    from a partition config's ``node_map`` or ``edge_map`` (homogeneous ranges per
+    partition and type): typed ids are partition-major, so lengths give the ranges."""
+
+    def __init__(self, homogeneous_ranges: dict[str, list]):
+        self.starts = {key: np.cumsum([0] + [end - start for start, end in ranges]).astype(np.int64)
+                       for key, ranges in homogeneous_ranges.items()}
+
+    def counts(self, key: str) -> np.ndarray:
+        """Ids of type ``key`` per partition."""
+        return np.diff(self.starts[key])
+
+    def range(self, key: str, part: int) -> tuple[int, int]:
+        return int(self.starts[key][part]), int(self.starts[key][part + 1])
+
+    def owners(self, key: str, typed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(owner partition, position among its ids) of per-type ids."""
+        part = np.searchsorted(self.starts[key], typed, side="right") - 1
+        return part, typed - self.starts[key][part]
 
 
 def _write_train_shards(staging: str, dataset: Dataset, graph, node_map: dict, edge_map: dict, num_parts: int) -> None:
@@ -103,13 +136,13 @@ def _write_train_shards(staging: str, dataset: Dataset, graph, node_map: dict, e
     from graphtrain.graph import train_shards
     from graphtrain.names import etype_domain, item_type
 
-    ranges = storage.read_json(os.path.join(staging, PART_CONFIG))
+    part_config = storage.read_json(os.path.join(staging, PART_CONFIG))
+    node_ranges, edge_ranges = TypedRanges(part_config["node_map"]), TypedRanges(part_config["edge_map"])
     domains = sorted(dataset.domains)
 
     def partition_of(ntype: str) -> np.ndarray:
         """Partition of every node of ``ntype``, by dataset index."""
-        counts = _typed_counts(ranges["node_map"][ntype])
-        by_new_id = np.repeat(np.arange(num_parts), counts)
+        by_new_id = np.repeat(np.arange(num_parts), node_ranges.counts(ntype))
         out = np.empty(len(by_new_id), np.int64)
         out[node_map[ntype].numpy()] = by_new_id
         return out
@@ -117,15 +150,16 @@ def _write_train_shards(staging: str, dataset: Dataset, graph, node_map: dict, e
     user_part = partition_of(USER)
     item_part = {d: partition_of(item_type(d)) for d in domains}
     columns: dict[str, list] = {name: [] for name in train_shards.COLUMNS}
+    popularity, weights = {}, {}
     for d_idx, domain in enumerate(domains):
         users, items = dataset.split_edges("train", domain)
-        values = (np.full(len(users), d_idx), users, items, np.arange(len(users)), dataset.train_edge_weights(domain))
+        weights[domain] = dataset.train_edge_weights(domain)
+        popularity[domain] = np.bincount(items, minlength=dataset.num_items(domain))
+        values = (np.full(len(users), d_idx), users, items, np.arange(len(users)), weights[domain])
         for name, column in zip(train_shards.COLUMNS, values):
             columns[name].append(column)
     edges = {name: np.concatenate(v) if v else np.zeros(0, np.int64) for name, v in columns.items()}
     owner = user_part[edges["user_idx"]]
-    popularity = {d: np.bincount(dataset.split_edges("train", d)[1], minlength=dataset.num_items(d)) for d in domains}
-    weights = {d: dataset.train_edge_weights(d) for d in domains}
     fs = pafs.LocalFileSystem()
     for part in range(num_parts):
         mine = owner == part
@@ -135,9 +169,8 @@ def _write_train_shards(staging: str, dataset: Dataset, graph, node_map: dict, e
             counts[d] = (ids, popularity[d][ids])
         edge_weights = {}
         for etype in graph.canonical_etypes:
-            lengths = _typed_counts(ranges["edge_map"][etype_key(etype)])
-            start = int(lengths[:part].sum())
-            original = edge_map[etype].numpy()[start:start + int(lengths[part])]
+            start, end = edge_ranges.range(etype_key(etype), part)
+            original = edge_map[etype].numpy()[start:end]
             edge_weights[etype] = weights[etype_domain(etype)][original]
         train_shards.write_partition(fs, staging, part, {k: v[mine] for k, v in edges.items()}, counts, edge_weights)
 
@@ -145,7 +178,6 @@ def _write_train_shards(staging: str, dataset: Dataset, graph, node_map: dict, e
 def _hash_partition(config: PartitionConfig) -> dict:
     """``hash``: three rounds of Ray tasks (see :mod:`graphtrain.graph.hash_partition`).
     The driver holds O(edge files × partitions) numbers."""
-    import pyarrow.fs as pafs
 
     from graphtrain.graph import hash_partition as hp
     from graphtrain.names import canonical_etypes, item_type
@@ -161,9 +193,7 @@ def _hash_partition(config: PartitionConfig) -> dict:
     layout = hp.Layout(num_nodes, list(empty.ntypes), list(empty.canonical_etypes), config.num_parts, seed=0)
     P, E = config.num_parts, len(layout.etypes)
 
-    fs, root = storage.filesystem(config.dataset)
-    infos = fs.get_file_info(pafs.FileSelector(f"{root}/edges", allow_not_found=True))
-    files = sorted(i.path for i in infos if i.type == pafs.FileType.File and i.path.endswith(".parquet"))
+    _, files = edge_files(config.dataset)
     graph_name = f"graphtrain-{uuid.uuid4().hex[:12]}"
     options = {}
     with storage.staged_artifact(config.output) as staging:

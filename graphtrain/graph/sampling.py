@@ -311,7 +311,7 @@ class EdgeBatchSampler:
             seeds[item_type(domain)] = np.unique(np.concatenate([batch.items[rows], neg.ravel()]))
             users = self.source.nodes_to_graph(USER, batch.users[rows])
             items = self.source.nodes_to_graph(item_type(domain), batch.items[rows])
-            keys = users.astype(np.int64) * self._items_of[domain] + items
+            keys = self._pair_keys(forward_etype(domain), users, items)
             for etype in (forward_etype(domain), reverse_etype(domain)):
                 exclude[etype] = keys
         return seeds, negatives, exclude
@@ -337,11 +337,12 @@ class EdgeBatchSampler:
     def neighbourhoods(self, seeds: list[dict[str, np.ndarray]], excludes: list[dict[Etype, np.ndarray]]):
         """``neighbourhood`` of several batches, each layer drawn once for all of them."""
         frontiers = [{nt: self.source.nodes_to_graph(nt, ids) for nt, ids in s.items()} for s in seeds]
+        exclusion = self._exclusion_table(excludes)  # once: every layer's draw is checked against it
         layers: list[list[LayerEdges]] = [[] for _ in frontiers]
         for fanout in reversed(self.fanouts):
             drawn_for = frontiers[0] if len(frontiers) == 1 else self._union(frontiers)
             sampled = self.source.sample_neighbors(drawn_for, fanout)
-            for i, (frontier, (edges, weights)) in enumerate(zip(frontiers, self._split(sampled, frontiers, excludes))):
+            for i, (frontier, (edges, weights)) in enumerate(zip(frontiers, self._split(sampled, frontiers, exclusion))):
                 src_nodes, local = self.layer_ids.number(frontier, edges)
                 layers[i].insert(0, LayerEdges(
                     {etype: (torch.from_numpy(s), torch.from_numpy(d)) for etype, (s, d) in local.items()},
@@ -366,7 +367,7 @@ class EdgeBatchSampler:
         users, items = (src, dst) if etype[0] == USER else (dst, src)
         return users.astype(np.int64) * self._items_of[etype_domain(etype)] + items
 
-    def _split(self, sampled: SampledEdges, frontiers: list[dict[str, np.ndarray]], excludes: list[dict[Etype, np.ndarray]]):
+    def _split(self, sampled: SampledEdges, frontiers: list[dict[str, np.ndarray]], exclusion: dict):
         """Each batch's (edges, alpha weights) of a layer's draw: the edges into its
         frontier, less its own edges. Bit i of a node's mark says batch i wants its
         in-edges, bit i of a pair's that batch i excludes it, so one pass over the
@@ -379,7 +380,7 @@ class EdgeBatchSampler:
         try:
             split = [({}, {}) for _ in frontiers]
             for etype, (src, dst, graph_eids) in sampled.items():
-                excluded = self._excluded_bits(etype, src, dst, excludes)
+                excluded = self._excluded_bits(etype, src, dst, exclusion)
                 marks = None if alone else self._wanted[etype[2]][dst] & ~excluded
                 for i, (edges, weights) in enumerate(split):
                     keep = excluded == 0 if alone else (marks & _MARK(1 << i)) != 0
@@ -396,17 +397,29 @@ class EdgeBatchSampler:
                     for nt, ids in frontier.items():
                         self._wanted[nt][ids] = 0
 
-    def _excluded_bits(self, etype: Etype, src: np.ndarray, dst: np.ndarray, excludes: list[dict[Etype, np.ndarray]]) -> np.ndarray:
+    @staticmethod
+    def _exclusion_table(excludes: list[dict[Etype, np.ndarray]]) -> dict[Etype, tuple[np.ndarray, np.ndarray]]:
+        """Per edge type, the batches' own (user, item) keys, sorted and distinct, and
+        per key the bits of the batches that exclude it (bit i: batch i)."""
+        table = {}
+        for etype in {et for ex in excludes for et in ex}:
+            keys = [ex.get(etype) for ex in excludes]
+            if not any(k is not None and len(k) for k in keys):
+                continue
+            every = np.concatenate([k for k in keys if k is not None])
+            owner_bits = np.concatenate([np.full(len(k), 1 << i, dtype=_MARK) for i, k in enumerate(keys) if k is not None])
+            distinct, inverse = np.unique(every, return_inverse=True)
+            distinct_bits = np.zeros(len(distinct), dtype=_MARK)
+            np.bitwise_or.at(distinct_bits, inverse, owner_bits)
+            table[etype] = (distinct, distinct_bits)
+        return table
+
+    def _excluded_bits(self, etype: Etype, src: np.ndarray, dst: np.ndarray, exclusion: dict) -> np.ndarray:
         """Per sampled edge, bit i set when batch i excludes its (user, item) pair."""
-        keys = [ex.get(etype) for ex in excludes]
         bits = np.zeros(len(src), dtype=_MARK)
-        if not any(k is not None and len(k) for k in keys):
+        if etype not in exclusion:
             return bits
-        every = np.concatenate([k for k in keys if k is not None])
-        owner_bits = np.concatenate([np.full(len(k), 1 << i, dtype=_MARK) for i, k in enumerate(keys) if k is not None])
-        distinct, inverse = np.unique(every, return_inverse=True)
-        distinct_bits = np.zeros(len(distinct), dtype=_MARK)
-        np.bitwise_or.at(distinct_bits, inverse, owner_bits)
+        distinct, distinct_bits = exclusion[etype]
         sampled = self._pair_keys(etype, src, dst)
         at = np.minimum(np.searchsorted(distinct, sampled), len(distinct) - 1)
         hit = distinct[at] == sampled

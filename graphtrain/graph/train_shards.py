@@ -62,8 +62,7 @@ def write_partition(fs: pafs.FileSystem, root: str, part: int, edges: dict[str, 
 
 def _train_edge_files(partitions_uri: str) -> tuple[pafs.FileSystem, list[str]]:
     fs, root = storage.filesystem(partitions_uri)
-    infos = fs.get_file_info(pafs.FileSelector(f"{root}/{TRAIN_EDGES}", allow_not_found=True))
-    files = sorted(i.path for i in infos if i.type == pafs.FileType.File and i.path.endswith(".parquet"))
+    files = storage.list_parquet(fs, f"{root}/{TRAIN_EDGES}")
     if not files:
         raise FileNotFoundError(
             f"{partitions_uri} has no {TRAIN_EDGES}/: it was partitioned by an older graphtrain; "

@@ -22,6 +22,7 @@ import time
 import numpy as np
 
 from graphtrain import storage
+from graphtrain.config import absolute
 from graphtrain.errors import ArtifactError
 from graphtrain.inference import artifact, layerwise
 from graphtrain.inference.foldin import PARAM, USER_INPUT, layer_input_name, seen_weights_name
@@ -42,11 +43,15 @@ def _node_shard(work_uri, partitions_uri, staging, array, stage, file_name, ntyp
     return artifact.write_shard(staging, array, index, begin, rows.astype(np.float32, copy=False))
 
 
+def _user_range_filter(d_idx: int, begin: int, end: int) -> list:
+    return [("domain", "=", d_idx), ("user_idx", ">=", begin), ("user_idx", "<", end)]
+
+
 def _edges_of(partitions_uri: str, parts: int, d_idx: int, begin: int, end: int):
     """(users, items, weights) of one domain's train edges of users [begin, end), sorted by (user, item)."""
     from graphtrain.graph.train_shards import read_train_edges
 
-    filters = [("domain", "=", d_idx), ("user_idx", ">=", begin), ("user_idx", "<", end)]
+    filters = _user_range_filter(d_idx, begin, end)
     pieces = [read_train_edges(partitions_uri, p, ("user_idx", "item_idx", "weight"), filters) for p in range(parts)]
     users = np.concatenate([p["user_idx"] for p in pieces]).astype(np.int64)
     items = np.concatenate([p["item_idx"] for p in pieces]).astype(np.int64)
@@ -56,7 +61,11 @@ def _edges_of(partitions_uri: str, parts: int, d_idx: int, begin: int, end: int)
 
 
 def _csr_count(partitions_uri: str, parts: int, d_idx: int, begin: int, end: int) -> int:
-    return len(_edges_of(partitions_uri, parts, d_idx, begin, end)[0])
+    """How many of one domain's train edges users [begin, end) have (one column read)."""
+    from graphtrain.graph.train_shards import read_train_edges
+
+    filters = _user_range_filter(d_idx, begin, end)
+    return sum(len(read_train_edges(partitions_uri, p, ("user_idx",), filters)["user_idx"]) for p in range(parts))
 
 
 def _csr_shard(partitions_uri, staging, parts, domain, d_idx, index, begin, end, offset, mode) -> list[tuple[str, dict]]:
@@ -116,7 +125,7 @@ def export_distributed(dataset_uri: str, checkpoint_uri: str, partitions_uri: st
     remote = lambda fn: ray.remote(fn).options(**task)  # noqa: E731
     meta = storage.read_json(storage.join(dataset_uri, "meta.json"))
     info = read_info(partitions_uri)
-    if storage.local_path(info["dataset"]) != storage.local_path(dataset_uri) and info["dataset"] != dataset_uri:
+    if absolute(info["dataset"]) != absolute(dataset_uri):  # local_path would refuse an s3:// dataset
         raise ArtifactError(f"partitions {partitions_uri!r} were made from {info['dataset']!r}, not {dataset_uri!r}")
     checkpoint_dir = checkpoint.resolve(checkpoint_uri)
     chosen_uri = checkpoint.resolve_uri(checkpoint_uri)  # tasks resolve this one checkpoint themselves
@@ -133,10 +142,10 @@ def export_distributed(dataset_uri: str, checkpoint_uri: str, partitions_uri: st
         for d in domains:
             node_arrays += [(f"users@{d}", "final", f"users@{d}", USER), (f"items@{d}", "final", f"items@{d}", item_type(d))]
             node_arrays += [(layer_input_name(layer, d), f"layer{layer}", item_type(d), item_type(d)) for layer in range(layers)]
-        widths = {USER_INPUT: model.config.embedding_dim}
         jobs = []
         for name, stage, file_name, ntype in node_arrays:
-            width = widths.get(name, model.config.embedding_dim + (1 if stage == "final" and model.item_bias is not None else 0))
+            # scoring vectors carry the bias column (MigrationGNN.augment_users and the items' bias)
+            width = model.config.embedding_dim + (1 if stage == "final" and model.item_bias is not None else 0)
             step = artifact.rows_per_shard((width,), np.float32)
             for index, begin in enumerate(range(0, max(num_nodes[ntype], 1), step)):
                 end = min(begin + step, num_nodes[ntype])
@@ -144,8 +153,8 @@ def export_distributed(dataset_uri: str, checkpoint_uri: str, partitions_uri: st
                                                                      ntype, index, begin, end)))
         listing: dict = {}
         for name, width, ref in jobs:
-            entry = listing.setdefault(name, {"shape": [0, width], "dtype": "float32", "shards": []})
             shard = ray.get(ref)
+            entry = listing.setdefault(name, {"shape": [0, width], "dtype": "float32", "shards": []})
             entry["shards"].append(shard)
             entry["shape"][0] = max(entry["shape"][0], shard["rows"][1])
         # The seen-items CSR per domain, by ranges of users.

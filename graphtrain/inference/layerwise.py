@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from graphtrain import storage
-from graphtrain.graph.partition import PART_CONFIG, IdMapping
+from graphtrain.graph.partition import PART_CONFIG, IdMapping, TypedRanges, reader_skips
 from graphtrain.graph.train_shards import PartitionedEdgeWeights
 from graphtrain.models.alpha import alpha_of
 from graphtrain.names import USER, item_type
@@ -88,22 +88,9 @@ def _load(uri: str, rows: np.ndarray | None = None) -> np.ndarray:
     return np.asarray(array if rows is None else array[rows])
 
 
-class Layout:
-    """Per node type, each partition's range of graph (per-type) ids, from the config."""
-
-    def __init__(self, partitions_dir: str):
-        config = storage.read_json(os.path.join(partitions_dir, PART_CONFIG))
-        self.num_parts = int(config["num_parts"])
-        self.starts = {nt: np.cumsum([0] + [end - start for start, end in ranges])
-                       for nt, ranges in config["node_map"].items()}
-
-    def count(self, ntype: str, part: int) -> int:
-        return int(self.starts[ntype][part + 1] - self.starts[ntype][part])
-
-    def owners(self, ntype: str, typed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(owner partition, row in its files) of graph ids."""
-        part = np.searchsorted(self.starts[ntype], typed, side="right") - 1
-        return part, typed - self.starts[ntype][part]
+def node_ranges(partitions_dir: str) -> TypedRanges:
+    """Each partition's range of graph ids per node type."""
+    return TypedRanges(storage.read_json(os.path.join(partitions_dir, PART_CONFIG))["node_map"])
 
 
 class PartitionEdges:
@@ -130,12 +117,7 @@ class PartitionEdges:
 def local_partitions(partitions_uri: str, part: int | None = None) -> str:
     """A local copy of the partition artifact (the folder itself when local): its
     config, node maps and edge weights, and partition ``part``'s graph only."""
-    def skip(relative: str) -> bool:
-        first = relative.split("/", 1)[0]
-        is_graph = first.startswith("part") and first[4:].isdigit()
-        return (is_graph and first != f"part{part}") or first == "train_edges"
-
-    return storage.materialize(partitions_uri, skip=skip)
+    return storage.materialize(partitions_uri, skip=reader_skips(part))
 
 
 def _checkpoint_dir(checkpoint_uri: str) -> str:
@@ -147,10 +129,10 @@ def _checkpoint_dir(checkpoint_uri: str) -> str:
 def input_round(work_uri: str, partitions_uri: str, checkpoint_uri: str, part: int) -> None:
     """h^(0) and the dataset ids of the partition's own nodes."""
     partitions_dir = local_partitions(partitions_uri, part)
-    layout, mapping = Layout(partitions_dir), IdMapping.load(partitions_dir, edges=False)
+    ranges, mapping = node_ranges(partitions_dir), IdMapping.load(partitions_dir, edges=False)
     model = load_model_mapped(_checkpoint_dir(checkpoint_uri))
     for nt in model.num_nodes:
-        typed = layout.starts[nt][part] + np.arange(layout.count(nt, part))
+        typed = np.arange(*ranges.range(nt, part))
         ids = mapping.nodes_to_dataset(nt, typed)
         _save(_file(work_uri, "ids", part, nt), ids)
         with torch.no_grad():
@@ -162,31 +144,27 @@ def layer_round(work_uri: str, partitions_uri: str, checkpoint_uri: str, part: i
     from graphtrain.graph.batch import LayerEdges
 
     partitions_dir = local_partitions(partitions_uri, part)
-    layout, model = Layout(partitions_dir), load_model_mapped(_checkpoint_dir(checkpoint_uri))
+    ranges, model = node_ranges(partitions_dir), load_model_mapped(_checkpoint_dir(checkpoint_uri))
     edges = PartitionEdges(partitions_dir, part).edges
     mode = model.config.edge_weights
     weights = PartitionedEdgeWeights(partitions_dir, list(edges)) if mode != "none" else None
-    own = {nt: layout.count(nt, part) for nt in model.num_nodes}
+    own = {nt: int(ranges.counts(nt)[part]) for nt in model.num_nodes}
     # Per node type: its own nodes first (rows of this partition's file), then the halo
     # nodes the in-edges come from, in graph id order.
     halo = {nt: np.zeros(0, np.int64) for nt in model.num_nodes}
     for (src_t, _, _), (src, _, _) in edges.items():
-        halo[src_t] = np.union1d(halo[src_t], src[(src < layout.starts[src_t][part]) | (src >= layout.starts[src_t][part + 1])])
+        first, end = ranges.range(src_t, part)
+        halo[src_t] = np.union1d(halo[src_t], src[(src < first) | (src >= end)])
     x = {}
     for nt in model.num_nodes:
-        rows = [_load(_file(work_uri, f"layer{layer - 1}", part, nt))]
-        owner, at = layout.owners(nt, halo[nt])
-        order = np.argsort(owner, kind="stable")
-        fetched = np.empty((len(halo[nt]), rows[0].shape[1]), dtype=np.float32)
-        for q in np.unique(owner):
-            wanted = order[owner[order] == q]
-            fetched[wanted] = _load(_file(work_uri, f"layer{layer - 1}", int(q), nt), at[wanted])
-        x[nt] = torch.from_numpy(np.concatenate([rows[0], fetched]).astype(np.float32, copy=False))
+        own_rows = _load(_file(work_uri, f"layer{layer - 1}", part, nt))
+        fetched = rows_of(work_uri, f"layer{layer - 1}", nt, ranges, nt, halo[nt], width=own_rows.shape[1])
+        x[nt] = torch.from_numpy(np.concatenate([own_rows, fetched]).astype(np.float32, copy=False))
     layer_edges, layer_weights = {}, {}
     for etype, (src, dst, eids) in edges.items():
         src_t = etype[0]
-        first = layout.starts[src_t][part]
-        inside = (src >= first) & (src < layout.starts[src_t][part + 1])
+        first, end = ranges.range(src_t, part)
+        inside = (src >= first) & (src < end)
         local = np.where(inside, src - first, own[src_t] + np.searchsorted(halo[src_t], src))
         layer_edges[etype] = (torch.from_numpy(local), torch.from_numpy(dst.astype(np.int64)))
         if weights is not None:
@@ -226,7 +204,7 @@ def run_rounds(work_uri: str, partitions_uri: str, checkpoint_uri: str, domains:
     from graphtrain.ray_env import actor_runtime_env, ensure_ray
 
     ray = ensure_ray()
-    parts = Layout(local_partitions(partitions_uri)).num_parts
+    parts = int(storage.read_json(os.path.join(local_partitions(partitions_uri), PART_CONFIG))["num_parts"])
     task = {"max_retries": TASK_RETRIES, "runtime_env": actor_runtime_env()}
     args = (work_uri, partitions_uri, checkpoint_uri)
     ray.get([ray.remote(input_round).options(**task).remote(*args, p) for p in range(parts)])
@@ -239,17 +217,24 @@ def run_rounds(work_uri: str, partitions_uri: str, checkpoint_uri: str, domains:
 # ---------------------------------------------------------------- gathering, by dataset id
 
 
-def gather_rows(work_uri: str, partitions_dir: str, stage: str, name: str, ntype: str, ids: np.ndarray,
-                mapping: IdMapping | None = None) -> np.ndarray:
-    """Rows of ``stage``'s per-partition files ``name`` for the dataset ids ``ids``."""
-    layout = Layout(partitions_dir)
-    mapping = mapping or IdMapping.load(partitions_dir, edges=False)
-    owner, at = layout.owners(ntype, mapping.nodes_to_partition(ntype, ids))
-    out = None
+def rows_of(work_uri: str, stage: str, name: str, ranges: TypedRanges, ntype: str, typed: np.ndarray,
+            width: int | None = None) -> np.ndarray:
+    """Rows of ``stage``'s per-partition files ``name`` for graph ids ``typed`` of
+    ``ntype``: from each owner's file, only those rows. ``width``: the row width, for
+    when ``typed`` may be empty."""
+    owner, at = ranges.owners(ntype, typed)
+    out = None if width is None else np.empty((len(typed), width), dtype=np.float32)
     for q in np.unique(owner):
         wanted = np.flatnonzero(owner == q)
         rows = _load(_file(work_uri, stage, int(q), name), at[wanted])
         if out is None:
-            out = np.empty((len(ids), *rows.shape[1:]), dtype=rows.dtype)
+            out = np.empty((len(typed), *rows.shape[1:]), dtype=rows.dtype)
         out[wanted] = rows
     return out if out is not None else np.zeros((0,), np.float32)
+
+
+def gather_rows(work_uri: str, partitions_dir: str, stage: str, name: str, ntype: str, ids: np.ndarray,
+                mapping: IdMapping | None = None) -> np.ndarray:
+    """Rows of ``stage``'s per-partition files ``name`` for the dataset ids ``ids``."""
+    mapping = mapping or IdMapping.load(partitions_dir, edges=False)
+    return rows_of(work_uri, stage, name, node_ranges(partitions_dir), ntype, mapping.nodes_to_partition(ntype, ids))

@@ -65,16 +65,6 @@ class TrainEdges:
     def batch(self) -> EdgeBatch:
         return EdgeBatch(self.domain, self.users, self.items, self.edge_ids)
 
-    def shard(self, rank: int, world_size: int, epoch: int, seed: int) -> EdgeBatch:
-        """This worker's round-robin share of a shuffled epoch, padded to equal size
-        (every edge in exactly one shard; fewer than ``world_size`` repeats in all)."""
-        order = np.random.default_rng([seed, epoch]).permutation(len(self.users))
-        size = -(-len(order) // world_size)
-        mine = order[rank::world_size]
-        if len(mine) < size:
-            mine = np.concatenate([mine, mine[: size - len(mine)]])
-        return self.take(mine).batch()
-
     def epoch(self, size: int, epoch: int, seed: int, rank: int) -> EdgeBatch:
         """This share shuffled for ``epoch``, padded to ``size`` by repeating its own edges."""
         if not len(self) and size:

@@ -150,7 +150,7 @@ def train_worker(
         validation = Validation.of(sample, config.target_domain, config.seed, sampler, source, device, config.validation_users)
     run_started, epochs_run = time.perf_counter(), 0
     for epoch in range(first_epoch, config.epochs):
-        if history and should_stop(history, config.patience):  # a resumed run that had already stopped early
+        if should_stop(history, config.patience):  # a resumed run that had already stopped early
             break
         learning_rate = learning_rate_at(config, epoch)
         for group in optimizer.param_groups:

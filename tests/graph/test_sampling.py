@@ -16,7 +16,8 @@ def _sampler(dataset, fanouts=(5, 5), negatives=2):
 
 
 def _first_batch(dataset, size=64, begin=0):
-    return TrainEdges.from_dataset(dataset).shard(0, 1, epoch=0, seed=0).rows(begin, size)
+    edges = TrainEdges.from_dataset(dataset)
+    return edges.epoch(len(edges), epoch=0, seed=0, rank=0).rows(begin, size)
 
 
 def test_sampled_edges_are_true_neighbours_and_exclude_the_batch(tiny_dataset):
@@ -145,7 +146,8 @@ def test_forward_and_reverse_edges_share_ids(tiny_dataset):
 
 def test_shards_cover_every_edge_once_and_have_equal_length(tiny_dataset):
     edges = TrainEdges.from_dataset(tiny_dataset)
-    shards = [edges.shard(r, 3, epoch=1, seed=0) for r in range(3)]
+    plan, size = plan_shares([len(edges)], [None, None, None])  # an in-process graph: no rank has a partition
+    shards = [load_share(share, lambda q: edges, edges.domains, seed=0).epoch(size, 1, 0, r) for r, share in enumerate(plan)]
     assert len({len(s.users) for s in shards}) == 1
     seen = set()
     for s in shards:

@@ -16,7 +16,8 @@ def _first_batches(dataset, count=4, size=64):
     """The first ``count`` batches of epoch 0's single shard of train edges."""
     from graphtrain.train.edges import TrainEdges
 
-    shard = TrainEdges.from_dataset(dataset).shard(0, 1, epoch=0, seed=0)
+    edges = TrainEdges.from_dataset(dataset)
+    shard = edges.epoch(len(edges), epoch=0, seed=0, rank=0)
     return [shard.rows(begin, size) for begin in range(0, count * size, size)]
 
 
